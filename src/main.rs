@@ -1,1 +1,146 @@
-fn main() {}
+//! The `quarantine` binary: command line, logging, and the process edge (exit codes,
+//! signals). Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use quarantine::config::{Config, ConfigError};
+
+/// Exit code for a bad configuration or command line (`EX_USAGE`).
+const EX_USAGE: u8 = 64;
+
+/// A Kafka sidecar proxy that finds poison records on the wire, writes them to a
+/// dead-letter topic and hides them from the consumer group that cannot process them.
+#[derive(Parser)]
+#[command(name = "quarantine", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// YAML config file; without it, defaults plus QUARANTINE__* variables.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Bootstrap listener address (overrides proxy.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Upstream bootstrap servers, comma-separated (overrides upstream.bootstrap_servers).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Admin HTTP address (overrides admin.listen).
+        #[arg(long)]
+        admin_listen: Option<String>,
+        /// Log format, text or json (overrides log.format).
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Validate a config file and exit: 0 when valid, 64 with the offending key otherwise.
+    CheckConfig {
+        /// YAML config file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Run {
+            config,
+            listen,
+            upstream,
+            admin_listen,
+            log_format,
+        } => {
+            let mut env: Vec<(String, String)> = std::env::vars().collect();
+            for (key, value) in [
+                ("PROXY__LISTEN", listen),
+                ("UPSTREAM__BOOTSTRAP_SERVERS", upstream),
+                ("ADMIN__LISTEN", admin_listen),
+                ("LOG__FORMAT", log_format),
+            ] {
+                if let Some(v) = value {
+                    env.push((format!("{}{key}", quarantine::config::ENV_PREFIX), v));
+                }
+            }
+            let config = match Config::load(config.as_deref(), env) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            init_logging(&config);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("quarantine: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run(config))
+        }
+    }
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    eprintln!("quarantine: {e}");
+    ExitCode::from(EX_USAGE)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUARANTINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
+    match quarantine::app::start(config).await {
+        Ok(app) => {
+            let shutdown = app.proxy.shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down: no new connections, draining in-flight requests");
+                shutdown.cancel();
+            });
+            app.wait().await;
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(quarantine::app::StartError::Config(e)) => config_error(e),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
