@@ -235,12 +235,15 @@ impl Config {
 
     /// Parses an already-merged YAML tree and validates it.
     pub fn from_value(tree: Value) -> Result<Config, ConfigError> {
-        let config: Config = serde_yaml::from_value(if tree.is_null() {
+        let tree = if tree.is_null() {
             Value::Mapping(Default::default())
         } else {
             tree
-        })
-        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        };
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::invalid(path, e.into_inner().to_string())
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -482,7 +485,7 @@ mod tests {
     fn node_ports_map_wins_and_overflow_is_none() {
         let c = load("proxy: {node_port_base: 65000, node_ports: {7: 4000}}", &[]).unwrap();
         assert_eq!(c.node_port(7), Some(4000));
-        assert_eq!(c.node_port(535), None);
+        assert_eq!(c.node_port(536), None);
         assert_eq!(c.node_port(1), Some(65001));
     }
 }

@@ -1,0 +1,433 @@
+//! The client requests the consumer watcher looks inside, parsed by hand with the bounded
+//! [`WireReader`]: Fetch positions, OffsetCommit offsets, and the group and member ids of
+//! group-membership requests. Only the fields the watcher needs are read; the request
+//! itself is always forwarded as its original bytes.
+
+use kafka_protocol::messages::ApiKey;
+
+use crate::wire::{WireError, WireReader};
+
+/// A topic as a request names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicRef {
+    /// By name (Fetch up to v12, OffsetCommit).
+    Name(String),
+    /// By topic id (Fetch v13+).
+    Id([u8; 16]),
+}
+
+/// One partition a Fetch request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPosition {
+    /// Topic.
+    pub topic: TopicRef,
+    /// Partition index.
+    pub partition: i32,
+    /// The offset the consumer asks for: its position.
+    pub offset: i64,
+}
+
+/// The partitions and offsets of a Fetch request (v4+).
+pub fn fetch_positions(body: &[u8], version: i16) -> Result<Vec<FetchPosition>, WireError> {
+    let flexible = version >= 12;
+    let mut r = WireReader::new(body);
+    if version <= 14 {
+        r.i32("replica id")?;
+    }
+    r.skip(4 + 4 + 4 + 1, "fetch limits")?; // max_wait_ms, min_bytes, max_bytes, isolation
+    if version >= 7 {
+        r.skip(8, "fetch session")?;
+    }
+    let topics = r.array_len(flexible, 2, "fetch topics")?;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let topic = if version >= 13 {
+            TopicRef::Id(r.uuid("topic id")?)
+        } else {
+            TopicRef::Name(r.string(flexible, "topic")?.unwrap_or_default().to_string())
+        };
+        let partitions = r.array_len(flexible, 16, "fetch partitions")?;
+        for _ in 0..partitions {
+            let partition = r.i32("partition")?;
+            if version >= 9 {
+                r.skip(4, "leader epoch")?;
+            }
+            let offset = r.i64("fetch offset")?;
+            if version >= 12 {
+                r.skip(4, "last fetched epoch")?;
+            }
+            if version >= 5 {
+                r.skip(8, "log start offset")?;
+            }
+            r.skip(4, "partition max bytes")?;
+            if flexible {
+                r.skip_tags("partition tags")?;
+            }
+            out.push(FetchPosition {
+                topic: topic.clone(),
+                partition,
+                offset,
+            });
+        }
+        if flexible {
+            r.skip_tags("topic tags")?;
+        }
+    }
+    Ok(out)
+}
+
+/// What an OffsetCommit request commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRequest {
+    /// Consumer group.
+    pub group: String,
+    /// Member id (empty for a commit from outside the group, e.g. an admin tool).
+    pub member_id: String,
+    /// `(topic, partition, committed offset)`: the next offset the group will consume.
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
+/// Parses an OffsetCommit request (v2..v9).
+pub fn offset_commit(body: &[u8], version: i16) -> Result<CommitRequest, WireError> {
+    let flexible = version >= 8;
+    let mut r = WireReader::new(body);
+    let group = r
+        .string(flexible, "group id")?
+        .unwrap_or_default()
+        .to_string();
+    r.skip(4, "generation")?;
+    let member_id = r
+        .string(flexible, "member id")?
+        .unwrap_or_default()
+        .to_string();
+    if version >= 7 {
+        r.string(flexible, "group instance id")?;
+    }
+    if (2..=4).contains(&version) {
+        r.skip(8, "retention time")?;
+    }
+    let topics = r.array_len(flexible, 2, "commit topics")?;
+    let mut offsets = Vec::new();
+    for _ in 0..topics {
+        let topic = r.string(flexible, "topic")?.unwrap_or_default().to_string();
+        let partitions = r.array_len(flexible, 12, "commit partitions")?;
+        for _ in 0..partitions {
+            let partition = r.i32("partition")?;
+            let offset = r.i64("committed offset")?;
+            if version >= 6 {
+                r.skip(4, "leader epoch")?;
+            }
+            r.string(flexible, "metadata")?;
+            if flexible {
+                r.skip_tags("partition tags")?;
+            }
+            offsets.push((topic.clone(), partition, offset));
+        }
+        if flexible {
+            r.skip_tags("topic tags")?;
+        }
+    }
+    Ok(CommitRequest {
+        group,
+        member_id,
+        offsets,
+    })
+}
+
+/// The group (and member, where the request names one) of a group request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRequest {
+    /// Group ids (OffsetFetch v8+ may name several).
+    pub groups: Vec<String>,
+    /// Member id, when the request carries one.
+    pub member_id: Option<String>,
+}
+
+/// Reads the group id(s) and member id of JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+/// OffsetFetch and ConsumerGroupHeartbeat requests. `None` for other APIs.
+pub fn group_request(
+    api: ApiKey,
+    body: &[u8],
+    version: i16,
+) -> Result<Option<GroupRequest>, WireError> {
+    let mut r = WireReader::new(body);
+    let one = |groups: String, member_id: Option<String>| {
+        Ok(Some(GroupRequest {
+            groups: vec![groups],
+            member_id,
+        }))
+    };
+    match api {
+        ApiKey::JoinGroup => {
+            let flexible = version >= 6;
+            let group = owned(r.string(flexible, "group id")?);
+            r.skip(4, "session timeout")?;
+            if version >= 1 {
+                r.skip(4, "rebalance timeout")?;
+            }
+            let member = owned(r.string(flexible, "member id")?);
+            one(group, Some(member))
+        }
+        ApiKey::SyncGroup | ApiKey::Heartbeat => {
+            let flexible = version >= 4;
+            let group = owned(r.string(flexible, "group id")?);
+            r.skip(4, "generation")?;
+            let member = owned(r.string(flexible, "member id")?);
+            one(group, Some(member))
+        }
+        ApiKey::LeaveGroup => {
+            let flexible = version >= 4;
+            let group = owned(r.string(flexible, "group id")?);
+            let member = if version <= 2 {
+                Some(owned(r.string(flexible, "member id")?))
+            } else if r.array_len(flexible, 1, "leaving members")? > 0 {
+                Some(owned(r.string(flexible, "member id")?))
+            } else {
+                None
+            };
+            one(group, member)
+        }
+        ApiKey::OffsetFetch => {
+            let flexible = version >= 6;
+            if version <= 7 {
+                let group = owned(r.string(flexible, "group id")?);
+                return one(group, None);
+            }
+            let n = r.array_len(flexible, 2, "groups")?;
+            let mut groups = Vec::with_capacity(n);
+            let mut member_id = None;
+            for i in 0..n {
+                groups.push(owned(r.string(flexible, "group id")?));
+                if version >= 9 {
+                    let m = r.string(flexible, "member id")?.map(str::to_owned);
+                    r.skip(4, "member epoch")?;
+                    if i == 0 {
+                        member_id = m;
+                    }
+                }
+                let topics = r.array_len(flexible, 2, "topics")?;
+                for _ in 0..topics {
+                    r.string(flexible, "topic")?;
+                    let parts = r.array_len(flexible, 4, "partitions")?;
+                    r.skip(parts * 4, "partition indexes")?;
+                    r.skip_tags("topic tags")?;
+                }
+                r.skip_tags("group tags")?;
+            }
+            Ok(Some(GroupRequest { groups, member_id }))
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let group = owned(r.string(true, "group id")?);
+            let member = owned(r.string(true, "member id")?);
+            one(group, Some(member))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn owned(s: Option<&str>) -> String {
+    s.unwrap_or_default().to_string()
+}
+
+/// The partitions of a consumer-protocol assignment (the bytes a SyncGroup response
+/// carries): a 2-byte version, then `[topic, [partition]]`, then user data.
+pub fn consumer_assignment(bytes: &[u8]) -> Result<Vec<(String, i32)>, WireError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new()); // no assignment (e.g. a member that lost the rebalance)
+    }
+    let mut r = WireReader::new(bytes);
+    r.i16("assignment version")?;
+    let topics = r.array_len(false, 6, "assigned topics")?;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let topic = owned(r.string(false, "assigned topic")?);
+        let parts = r.array_len(false, 4, "assigned partitions")?;
+        for _ in 0..parts {
+            out.push((topic.clone(), r.i32("assigned partition")?));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use uuid::Uuid;
+
+    fn encode<T: Encodable>(msg: &T, version: i16) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        msg.encode(&mut b, version).unwrap();
+        b.to_vec()
+    }
+
+    fn fetch_request(version: i16) -> FetchRequest {
+        let partition = |p, o| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(o)
+                .with_partition_max_bytes(1 << 20)
+        };
+        FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("orders")))
+                .with_topic_id(Uuid::from_bytes([7; 16]))
+                .with_partitions(vec![partition(0, 42), partition(3, 7)])])
+            .with_rack_id(if version >= 11 {
+                StrBytes::from_static_str("rack")
+            } else {
+                StrBytes::default()
+            })
+    }
+
+    #[test]
+    fn fetch_positions_every_version() {
+        for v in ApiKey::Fetch.valid_versions().min..=ApiKey::Fetch.valid_versions().max {
+            let body = encode(&fetch_request(v), v);
+            let got = fetch_positions(&body, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let topic = if v >= 13 {
+                TopicRef::Id([7; 16])
+            } else {
+                TopicRef::Name("orders".into())
+            };
+            assert_eq!(
+                got,
+                vec![
+                    FetchPosition {
+                        topic: topic.clone(),
+                        partition: 0,
+                        offset: 42
+                    },
+                    FetchPosition {
+                        topic,
+                        partition: 3,
+                        offset: 7
+                    },
+                ],
+                "v{v}"
+            );
+            // Every strict prefix is an error, never a panic.
+            for cut in 0..body.len() {
+                let _ = fetch_positions(&body[..cut], v);
+            }
+        }
+    }
+
+    #[test]
+    fn offset_commit_every_version() {
+        for v in 2..=9 {
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+                .with_member_id(StrBytes::from_static_str("m-1"))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(2)
+                        .with_committed_offset(1234)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m")))])]);
+            let got = offset_commit(&encode(&req, v), v).unwrap();
+            assert_eq!(got.group, "billing", "v{v}");
+            assert_eq!(got.member_id, "m-1");
+            assert_eq!(got.offsets, vec![("orders".to_string(), 2, 1234)]);
+        }
+    }
+
+    #[test]
+    fn group_ids_of_membership_requests() {
+        let g = || GroupId(StrBytes::from_static_str("g1"));
+        let m = || StrBytes::from_static_str("member-9");
+        for v in ApiKey::JoinGroup.valid_versions().min..=ApiKey::JoinGroup.valid_versions().max {
+            let body = encode(
+                &JoinGroupRequest::default()
+                    .with_group_id(g())
+                    .with_member_id(m()),
+                v,
+            );
+            let got = group_request(ApiKey::JoinGroup, &body, v).unwrap().unwrap();
+            assert_eq!(
+                (got.groups, got.member_id),
+                (vec!["g1".to_string()], Some("member-9".into())),
+                "join v{v}"
+            );
+        }
+        for v in 0..=5 {
+            let body = encode(
+                &SyncGroupRequest::default()
+                    .with_group_id(g())
+                    .with_member_id(m()),
+                v,
+            );
+            let got = group_request(ApiKey::SyncGroup, &body, v).unwrap().unwrap();
+            assert_eq!(got.member_id.as_deref(), Some("member-9"), "sync v{v}");
+        }
+        for v in 0..=4 {
+            let body = encode(
+                &HeartbeatRequest::default()
+                    .with_group_id(g())
+                    .with_member_id(m()),
+                v,
+            );
+            assert_eq!(
+                group_request(ApiKey::Heartbeat, &body, v)
+                    .unwrap()
+                    .unwrap()
+                    .groups,
+                vec!["g1"]
+            );
+        }
+        for v in 1..=7 {
+            let body = encode(&OffsetFetchRequest::default().with_group_id(g()), v);
+            assert_eq!(
+                group_request(ApiKey::OffsetFetch, &body, v)
+                    .unwrap()
+                    .unwrap()
+                    .groups,
+                vec!["g1"],
+                "offsetfetch v{v}"
+            );
+        }
+        let body = encode(
+            &LeaveGroupRequest::default()
+                .with_group_id(g())
+                .with_members(vec![
+                    kafka_protocol::messages::leave_group_request::MemberIdentity::default()
+                        .with_member_id(m()),
+                ]),
+            4,
+        );
+        assert_eq!(
+            group_request(ApiKey::LeaveGroup, &body, 4)
+                .unwrap()
+                .unwrap()
+                .member_id
+                .as_deref(),
+            Some("member-9")
+        );
+    }
+
+    #[test]
+    fn consumer_assignment_bytes() {
+        let mut b = BytesMut::new();
+        b.put_i16(3);
+        b.put_i32(1);
+        b.put_i16(6);
+        b.put_slice(b"orders");
+        b.put_i32(2);
+        b.put_i32(0);
+        b.put_i32(5);
+        b.put_i32(-1); // user data null
+        assert_eq!(
+            consumer_assignment(&b).unwrap(),
+            vec![("orders".to_string(), 0), ("orders".to_string(), 5)]
+        );
+        assert!(consumer_assignment(&b[..9]).is_err());
+        assert!(consumer_assignment(&[]).unwrap().is_empty());
+    }
+}
