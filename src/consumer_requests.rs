@@ -27,14 +27,24 @@ pub struct FetchPosition {
     pub offset: i64,
 }
 
+/// What a Fetch request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FetchRequestView {
+    /// How long the broker may hold the request when there is no data, in milliseconds.
+    pub max_wait_ms: i32,
+    /// Partitions and positions.
+    pub positions: Vec<FetchPosition>,
+}
+
 /// The partitions and offsets of a Fetch request (v4+).
-pub fn fetch_positions(body: &[u8], version: i16) -> Result<Vec<FetchPosition>, WireError> {
+pub fn fetch_positions(body: &[u8], version: i16) -> Result<FetchRequestView, WireError> {
     let flexible = version >= 12;
     let mut r = WireReader::new(body);
     if version <= 14 {
         r.i32("replica id")?;
     }
-    r.skip(4 + 4 + 4 + 1, "fetch limits")?; // max_wait_ms, min_bytes, max_bytes, isolation
+    let max_wait_ms = r.i32("max wait")?;
+    r.skip(4 + 4 + 1, "fetch limits")?; // min_bytes, max_bytes, isolation
     if version >= 7 {
         r.skip(8, "fetch session")?;
     }
@@ -73,7 +83,10 @@ pub fn fetch_positions(body: &[u8], version: i16) -> Result<Vec<FetchPosition>, 
             r.skip_tags("topic tags")?;
         }
     }
-    Ok(out)
+    Ok(FetchRequestView {
+        max_wait_ms,
+        positions: out,
+    })
 }
 
 /// What an OffsetCommit request commits.
@@ -297,8 +310,9 @@ mod tests {
             } else {
                 TopicRef::Name("orders".into())
             };
+            assert_eq!(got.max_wait_ms, 500);
             assert_eq!(
-                got,
+                got.positions,
                 vec![
                     FetchPosition {
                         topic: topic.clone(),

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod consumer_requests;
 pub mod exchange;
 pub mod frame;
+pub mod groups;
 pub mod kafka_client;
 pub mod metrics;
 pub mod nodes;
