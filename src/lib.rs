@@ -22,6 +22,7 @@ pub mod nodes;
 pub mod proxy;
 pub mod readiness;
 pub mod record;
+pub mod record_batch;
 pub mod stream;
 pub mod tls;
 pub mod topics;
