@@ -32,8 +32,12 @@ pub struct FetchPosition {
 pub struct FetchRequestView {
     /// How long the broker may hold the request when there is no data, in milliseconds.
     pub max_wait_ms: i32,
-    /// Partitions and positions.
+    /// Fetch session epoch (KIP-227): 0 or -1 is a full fetch, higher is incremental.
+    pub session_epoch: i32,
+    /// Partitions and positions (for an incremental fetch, only the changed ones).
     pub positions: Vec<FetchPosition>,
+    /// Partitions an incremental fetch removes from its session.
+    pub forgotten: Vec<(TopicRef, i32)>,
 }
 
 /// The partitions and offsets of a Fetch request (v4+).
@@ -45,8 +49,10 @@ pub fn fetch_positions(body: &[u8], version: i16) -> Result<FetchRequestView, Wi
     }
     let max_wait_ms = r.i32("max wait")?;
     r.skip(4 + 4 + 1, "fetch limits")?; // min_bytes, max_bytes, isolation
+    let mut session_epoch = -1;
     if version >= 7 {
-        r.skip(8, "fetch session")?;
+        r.skip(4, "fetch session id")?;
+        session_epoch = r.i32("fetch session epoch")?;
     }
     let topics = r.array_len(flexible, 2, "fetch topics")?;
     let mut out = Vec::new();
@@ -83,9 +89,29 @@ pub fn fetch_positions(body: &[u8], version: i16) -> Result<FetchRequestView, Wi
             r.skip_tags("topic tags")?;
         }
     }
+    let mut forgotten = Vec::new();
+    if version >= 7 {
+        let topics = r.array_len(flexible, 2, "forgotten topics")?;
+        for _ in 0..topics {
+            let topic = if version >= 13 {
+                TopicRef::Id(r.uuid("topic id")?)
+            } else {
+                TopicRef::Name(r.string(flexible, "topic")?.unwrap_or_default().to_string())
+            };
+            let partitions = r.array_len(flexible, 4, "forgotten partitions")?;
+            for _ in 0..partitions {
+                forgotten.push((topic.clone(), r.i32("partition")?));
+            }
+            if flexible {
+                r.skip_tags("forgotten topic tags")?;
+            }
+        }
+    }
     Ok(FetchRequestView {
         max_wait_ms,
+        session_epoch,
         positions: out,
+        forgotten,
     })
 }
 
@@ -293,6 +319,17 @@ mod tests {
                 .with_topic(TopicName(StrBytes::from_static_str("orders")))
                 .with_topic_id(Uuid::from_bytes([7; 16]))
                 .with_partitions(vec![partition(0, 42), partition(3, 7)])])
+            .with_session_epoch(if version >= 7 { 5 } else { -1 })
+            .with_forgotten_topics_data(if version < 7 {
+                vec![]
+            } else {
+                vec![
+                    kafka_protocol::messages::fetch_request::ForgottenTopic::default()
+                        .with_topic(TopicName(StrBytes::from_static_str("old")))
+                        .with_topic_id(Uuid::from_bytes([9; 16]))
+                        .with_partitions(vec![4]),
+                ]
+            })
             .with_rack_id(if version >= 11 {
                 StrBytes::from_static_str("rack")
             } else {
@@ -311,6 +348,15 @@ mod tests {
                 TopicRef::Name("orders".into())
             };
             assert_eq!(got.max_wait_ms, 500);
+            if v >= 7 {
+                assert_eq!(got.session_epoch, 5);
+                let old = if v >= 13 {
+                    TopicRef::Id([9; 16])
+                } else {
+                    TopicRef::Name("old".into())
+                };
+                assert_eq!(got.forgotten, vec![(old, 4)]);
+            }
             assert_eq!(
                 got.positions,
                 vec![
