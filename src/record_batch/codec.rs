@@ -33,7 +33,8 @@ impl DecodedBatch {
 }
 
 /// Checks the CRC, decompresses and decodes a batch. Control batches decode too (their
-/// records are the transaction markers), but cannot be encoded again.
+/// records are the transaction markers), but cannot be encoded again. A batch whose
+/// record count is 0 yields no records without its payload being looked at.
 pub fn decode_batch(batch: &RawBatch) -> Result<DecodedBatch, BatchError> {
     batch.verify_crc()?;
     let codec = batch.header.compression()?;
@@ -42,8 +43,13 @@ pub fn decode_batch(batch: &RawBatch) -> Result<DecodedBatch, BatchError> {
         Compression::Snappy => SnappyFraming::detect(&payload),
         _ => SnappyFraming::default(),
     };
-    let data = decompress(codec, &payload)?;
-    let records = decode_section(&data, &batch.header)?;
+    // An empty batch (what compaction leaves, or a fully hidden batch) is not
+    // decompressed, as the Java client does not: its payload may be absent.
+    let records = if batch.header.record_count == 0 {
+        Vec::new()
+    } else {
+        decode_section(&decompress(codec, &payload)?, &batch.header)?
+    };
     Ok(DecodedBatch {
         header: batch.header.clone(),
         records,

@@ -139,7 +139,9 @@ fn rewrite_with(
         let Some(entry) = entries.next() else { break };
         let entry = entry?;
         let replacement = match entry.editable() {
-            Some(batch) if select(&batch.header) => edit_batch(batch, &mut step)?,
+            Some(batch) if batch.header.record_count != 0 && select(&batch.header) => {
+                edit_batch(batch, &mut step)?
+            }
             _ => None,
         };
         match replacement {

@@ -163,17 +163,14 @@ impl Entries {
             rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6], rest[7],
         ]);
         let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        let bad_length = BatchError::BadLength {
+        let bad_length = || BatchError::BadLength {
             base_offset,
             length,
         };
-        let body = usize::try_from(length).map_err(|_| bad_length)?;
-        if body < MIN_LEGACY_LENGTH {
-            return Err(BatchError::BadLength {
-                base_offset,
-                length,
-            });
-        }
+        let body = usize::try_from(length)
+            .ok()
+            .filter(|&body| body >= MIN_LEGACY_LENGTH)
+            .ok_or_else(bad_length)?;
         let size = LOG_OVERHEAD + body;
         if rest.len() < size {
             return Ok(None);
@@ -187,12 +184,7 @@ impl Entries {
                 bytes,
             }),
             2 if body >= MIN_V2_LENGTH => Entry::Batch(RawBatch::new(bytes)?),
-            2 => {
-                return Err(BatchError::BadLength {
-                    base_offset,
-                    length,
-                })
-            }
+            2 => return Err(bad_length()),
             _ => return Err(BatchError::BadMagic { base_offset, magic }),
         };
         self.pos += size;

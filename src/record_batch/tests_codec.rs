@@ -87,6 +87,29 @@ fn empty_batches_are_valid_in_every_codec() {
 }
 
 #[test]
+fn empty_batches_without_payload_are_not_decompressed() {
+    // What a broker writes after compaction: count 0, no payload; here with a codec set.
+    for codec in Compression::ALL {
+        let header = header_for(40, 10, codec, &[]);
+        let bytes = raw_batch(&header, &[]);
+        assert_eq!(bytes.len(), HEADER_SIZE);
+        let raw = one_batch(&bytes);
+        assert_eq!(decode_records(&raw).expect("decode").len(), 0, "{codec}");
+        assert!(
+            hide_offsets(&bytes, &[45]).expect("hide").is_none(),
+            "{codec}"
+        );
+        let cut = trim_after(&bytes, 44).expect("trim").expect("changed");
+        let cut = one_batch(&cut);
+        assert_eq!(
+            (cut.header.record_count, cut.header.last_offset()),
+            (0, 44),
+            "{codec}"
+        );
+    }
+}
+
+#[test]
 fn log_append_time_records_carry_the_batch_time() {
     let records = sample_records(7, 3);
     let header = BatchHeader {
