@@ -2,3 +2,4 @@
 //! to a dead-letter topic and hides them from the consumer group that cannot process them.
 
 pub mod record;
+pub mod transform;
