@@ -150,6 +150,17 @@ impl Check {
         }
     }
 
+    /// Whether this check looks schema ids up in a registry.
+    pub(crate) fn uses_registry(&self) -> bool {
+        matches!(
+            &self.kind,
+            Kind::Registry(RegistryCheck {
+                client: Some(_),
+                ..
+            })
+        )
+    }
+
     /// The registry and the schema id this check will need for `bytes`, if any.
     pub(crate) fn registry_id(
         &self,

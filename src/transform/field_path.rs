@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn parses_both_syntaxes() {
-        let cases: &[(&str, FieldSyntax, Result<Vec<&str>, ()>)] = &[
+        type Case<'a> = (&'a str, FieldSyntax, Result<Vec<&'a str>, ()>);
+        let cases: &[Case] = &[
             ("a.b", FieldSyntax::V1, Ok(vec!["a.b"])),
             ("a.b", FieldSyntax::V2, Ok(vec!["a", "b"])),
             ("`a.b`.c", FieldSyntax::V2, Ok(vec!["a.b", "c"])),

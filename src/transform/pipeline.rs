@@ -175,7 +175,7 @@ impl Pipeline {
 
     /// Whether [`Self::prepare`] has anything to do (a check uses a schema registry).
     pub fn needs_prepare(&self) -> bool {
-        self.checks.iter().any(|c| c.registry_id_possible())
+        self.checks.iter().any(Check::uses_registry)
     }
 
     /// Resolve, through the schema registry, the schema ids these records use that are not
@@ -317,13 +317,6 @@ impl Pipeline {
                 offset = record.offset, group = ctx.group.unwrap_or(""), stage = %f.stage,
                 class = %f.class_name, exception = f.exception_class, "record {outcome}: {}", f.message);
         }
-    }
-}
-
-impl Check {
-    /// Whether this check may need the registry.
-    fn registry_id_possible(&self) -> bool {
-        self.class_name() == "quarantine.check.SchemaRegistry"
     }
 }
 

@@ -131,13 +131,17 @@ impl RegistryCheck {
     }
 }
 
-/// Decode one Avro datum and require that it uses every byte.
+/// Decode one Avro datum, require that it uses every byte and that the decoded value
+/// fits the schema (the decoder turns a string cut short into a null instead of failing).
 fn decode_avro(schema: &apache_avro::Schema, payload: &[u8]) -> Result<(), String> {
     let mut reader = payload;
-    apache_avro::from_avro_datum(schema, &mut reader, None).map_err(|e| e.to_string())?;
-    if reader.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} bytes are left after the datum", reader.len()))
+    let value =
+        apache_avro::from_avro_datum(schema, &mut reader, None).map_err(|e| e.to_string())?;
+    if !reader.is_empty() {
+        return Err(format!("{} bytes are left after the datum", reader.len()));
     }
+    if !value.validate(schema) {
+        return Err("the payload ends early".to_string());
+    }
+    Ok(())
 }
