@@ -228,7 +228,7 @@ pub enum CheckConfig {
 }
 
 /// How to reach a Confluent-compatible schema registry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Base URL, `http://host:port` or `https://host:port`, optionally with a path prefix.
@@ -244,6 +244,24 @@ pub struct RegistryConfig {
     /// `basic.auth.user.info`).
     #[serde(default)]
     pub basic_auth_user_info: Option<String>,
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("error_cache_ms", &self.error_cache_ms)
+            .field(
+                "basic_auth_user_info",
+                &self
+                    .basic_auth_user_info
+                    .as_ref()
+                    .map(|u| format!("{}:****", u.split(':').next().unwrap_or(""))),
+            )
+            .finish()
+    }
 }
 
 fn default_timeout_ms() -> u64 {

@@ -83,7 +83,7 @@ pub(crate) fn build(props: &Props, side: Side) -> Result<Box<dyn Transform>, Pro
 
 impl Transform for InsertField {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        let topic = w.topic.to_string();
+        let topic = w.topic;
         let partition = w.partition;
         let offset = w.record.offset;
         let timestamp = w.record.timestamp;

@@ -332,3 +332,25 @@ fn apply_without_prepare_passes_unverified() {
         Outcome::Pass { unverified: Some(why), .. } if why.contains("not resolved")
     ));
 }
+
+#[test]
+fn pipelines_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let p = pipelines(
+        "http://127.0.0.1:9",
+        "      basic_auth_user_info: \"user:hunter2\"\n",
+    );
+    send_sync(&p);
+    let pipeline = p.for_record(TOPIC, None).unwrap();
+    let records = vec![wire(1, b"{}")];
+    let prepare = pipeline.prepare(&records);
+    send(&prepare);
+    drop(prepare);
+    let config = crate::transform::TransformConfig::from_yaml(
+        "pipelines:\n- topics: [a]\n  checks:\n  - type: schema_registry\n    registry: {url: \"http://r\", basic_auth_user_info: \"user:hunter2\"}\n",
+    )
+    .unwrap();
+    assert!(!format!("{config:?}").contains("hunter2"));
+    assert!(!format!("{p:?}").contains("hunter2"));
+}
