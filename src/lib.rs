@@ -26,5 +26,6 @@ pub mod record_batch;
 pub mod stream;
 pub mod tls;
 pub mod topics;
+pub mod transform;
 pub mod watch;
 pub mod wire;

@@ -1,0 +1,19 @@
+//! Filter: drop the record (use it with a predicate, as in Connect, to drop only some).
+
+use super::catalogue::{Step, Transform};
+use super::props::{PropError, Props};
+use super::working::{DataError, Side, Working};
+
+/// Connect's `org.apache.kafka.connect.transforms.Filter`.
+#[derive(Debug)]
+struct Filter;
+
+pub(crate) fn build(_props: &Props, _side: Side) -> Result<Box<dyn Transform>, PropError> {
+    Ok(Box::new(Filter))
+}
+
+impl Transform for Filter {
+    fn apply(&self, _w: &mut Working<'_>) -> Result<Step, DataError> {
+        Ok(Step::Drop)
+    }
+}

@@ -1,0 +1,93 @@
+//! ReplaceField: keep only some top-level fields (`include`), drop some (`exclude`) and
+//! rename others (`renames=old:new,...`), keeping the order of the fields.
+
+use serde_json::Map;
+
+use super::catalogue::{require_object, Step, Transform};
+use super::props::{PropError, Props};
+use super::working::{DataError, Side, Working};
+
+/// Properties of ReplaceField (`blacklist`/`whitelist` are Connect's deprecated names).
+pub(crate) const PROPS: &[&str] = &[
+    "exclude",
+    "include",
+    "renames",
+    "blacklist",
+    "whitelist",
+    "replace.null.with.default",
+];
+
+/// ReplaceField$Key / ReplaceField$Value.
+#[derive(Debug)]
+struct ReplaceField {
+    side: Side,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    renames: Vec<(String, String)>,
+}
+
+pub(crate) fn build(props: &Props, side: Side) -> Result<Box<dyn Transform>, PropError> {
+    props.bool("replace.null.with.default", true)?;
+    let mut include = props.list("include");
+    include.extend(props.list("whitelist"));
+    let mut exclude = props.list("exclude");
+    exclude.extend(props.list("blacklist"));
+    let mut renames = Vec::new();
+    for pair in props.list("renames") {
+        match pair.split_once(':') {
+            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+                renames.push((from.trim().to_string(), to.trim().to_string()))
+            }
+            _ => {
+                return Err(PropError::new(
+                    "renames",
+                    format!("'{pair}' is not of the form old:new"),
+                ))
+            }
+        }
+    }
+    Ok(Box::new(ReplaceField {
+        side,
+        include,
+        exclude,
+        renames,
+    }))
+}
+
+impl ReplaceField {
+    fn keeps(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|f| f == name))
+            && !self.exclude.iter().any(|f| f == name)
+    }
+
+    fn renamed<'a>(&'a self, name: &'a str) -> &'a str {
+        self.renames
+            .iter()
+            .find(|(from, _)| from == name)
+            .map_or(name, |(_, to)| to.as_str())
+    }
+}
+
+impl Transform for ReplaceField {
+    fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
+        w.update(self.side, |v| {
+            let map = require_object(v, "field replacement")?;
+            let needed = map
+                .keys()
+                .any(|k| !self.keeps(k) || self.renamed(k) != k.as_str());
+            if !needed {
+                return Ok(false);
+            }
+            let old = std::mem::take(map);
+            let mut out = Map::with_capacity(old.len());
+            for (k, val) in old {
+                if self.keeps(&k) {
+                    out.insert(self.renamed(&k).to_string(), val);
+                }
+            }
+            *map = out;
+            Ok(true)
+        })?;
+        Ok(Step::Continue)
+    }
+}
