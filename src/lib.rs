@@ -10,9 +10,12 @@
 pub mod admin;
 pub mod api_versions;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod consumer_requests;
+pub mod dead_letter;
+pub mod dlq_tools;
 pub mod exchange;
 pub mod frame;
 pub mod groups;

@@ -44,11 +44,14 @@ enum Command {
         /// YAML config file.
         file: PathBuf,
     },
+    /// Inspect, replay and count dead-letter topics (talks to the cluster directly).
+    Dlq(quarantine::dlq_tools::DlqArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Dlq(args) => quarantine::dlq_tools::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
