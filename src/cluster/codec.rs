@@ -1,18 +1,10 @@
-//! Record batches for the proxy's own produce and fetch, behind two functions so the
-//! `kafka-protocol` crate's codec can be swapped for the project's own `record_batch`
-//! module later without touching the callers.
-//!
-//! Limitation of this stand-in: `kafka-protocol` keeps headers in a map, so a record with
-//! the same header key twice keeps only the last value on encode.
+//! Record batches for the proxy's own produce and fetch, on top of the project's
+//! `record_batch` codec (which keeps duplicate header keys and every codec).
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 
-use crate::record::{Header, Record};
+use crate::record::Record;
+use crate::record_batch::{self, BatchHeader, Entry};
 
 /// Why records could not be turned into a batch or back.
 #[derive(Debug, thiserror::Error)]
@@ -40,103 +32,57 @@ pub struct Decoded {
     pub next_offset: Option<i64>,
 }
 
-/// Encodes records as one uncompressed v2 batch for a Produce request. Offsets and
-/// sequence numbers are assigned here (relative offsets 0..n, no producer id); each
-/// record's timestamp is kept.
+/// Encodes records as one uncompressed v2 batch for a Produce request. Offsets are
+/// assigned here (relative offsets 0..n, no producer id); each record's timestamp is kept.
 pub fn encode_records(records: &[Record]) -> Result<Bytes, CodecError> {
-    let converted: Vec<kafka_protocol::records::Record> = records
+    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let renumbered: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let mut headers = IndexMap::with_capacity(r.headers.len());
-            for h in &r.headers {
-                headers.insert(StrBytes::from_string(h.key.clone()), h.value.clone());
-            }
-            kafka_protocol::records::Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is
-                // constant; this makes the base sequence -1 (none).
-                sequence: (i as i32).wrapping_sub(1),
-                timestamp: r.timestamp,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers,
-            }
+        .map(|(i, r)| Record {
+            offset: i as i64,
+            ..r.clone()
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &converted,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
+    let header = BatchHeader {
+        base_offset: 0,
+        batch_length: 0,
+        partition_leader_epoch: -1,
+        magic: 2,
+        crc: 0,
+        attributes: 0,
+        last_offset_delta: renumbered.len().saturating_sub(1) as i32,
+        base_timestamp,
+        max_timestamp,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        record_count: renumbered.len() as i32,
+    };
+    record_batch::encode_batch(&header, &renumbered).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
-/// Size of a batch's offset and length fields.
-const LOG_OVERHEAD: usize = 12;
-/// Smallest v2 batch header, after the offset and length fields.
-const MIN_BATCH_BODY: usize = 49;
-
 /// Decodes the record set of a fetch response. A trailing partial batch (the broker cuts
-/// at `max_bytes`) is ignored; a malformed complete batch is an error. Batches of older
+/// at `max_bytes`) is ignored; a malformed complete batch is an error. Entries of older
 /// message formats are skipped.
 pub fn decode_records(data: &Bytes) -> Result<Decoded, CodecError> {
-    let mut rest = data.clone();
+    let view = record_batch::scan(data).map_err(|e| CodecError::Decode {
+        offset: -1,
+        message: e.to_string(),
+    })?;
     let mut out = Decoded::default();
-    while rest.len() >= LOG_OVERHEAD {
-        let base = (&rest[0..8]).get_i64();
-        let len = (&rest[8..12]).get_i32();
-        let bad = |message: String| CodecError::Decode {
-            offset: base,
-            message,
-        };
-        let Ok(len) = usize::try_from(len) else {
-            return Err(bad(format!("negative batch length {len}")));
-        };
-        if rest.len() < LOG_OVERHEAD + len {
-            break;
-        }
-        let mut batch = rest.split_to(LOG_OVERHEAD + len);
-        let magic = batch.get(16).copied().unwrap_or(0);
-        if magic != 2 {
-            out.next_offset = Some(base + 1);
+    for entry in &view.entries {
+        out.next_offset = Some(entry.last_offset() + 1);
+        let Entry::Batch(batch) = entry else { continue };
+        if batch.header.is_control() {
             continue;
         }
-        if len < MIN_BATCH_BODY {
-            return Err(bad(format!("batch length {len} is too short")));
-        }
-        let last_delta = (&batch[23..27]).get_i32();
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| bad(e.to_string()))?;
-        out.next_offset = Some(base + i64::from(last_delta) + 1);
-        out.records
-            .extend(set.records.into_iter().filter(|r| !r.control).map(|r| {
-                Record {
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key,
-                    value: r.value,
-                    headers: r
-                        .headers
-                        .into_iter()
-                        .map(|(k, v)| Header {
-                            key: k.to_string(),
-                            value: v,
-                        })
-                        .collect(),
-                }
-            }));
+        let records = record_batch::decode_records(batch).map_err(|e| CodecError::Decode {
+            offset: batch.header.base_offset,
+            message: e.to_string(),
+        })?;
+        out.records.extend(records);
     }
     Ok(out)
 }
@@ -144,6 +90,8 @@ pub fn decode_records(data: &Bytes) -> Result<Decoded, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Header;
+    use bytes::{Buf, BytesMut};
 
     fn rec(i: i64) -> Record {
         Record {
