@@ -22,7 +22,7 @@ pub fn cap(resp: &mut ApiVersionsResponse) -> usize {
             Ok(api) => {
                 let known = api.valid_versions();
                 v.min_version = v.min_version.max(known.min);
-                v.max_version = v.max_version.min(known.max);
+                v.max_version = v.max_version.min(known.max).min(own_max(api));
                 v.min_version <= v.max_version
             }
             Err(()) => false,

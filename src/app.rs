@@ -7,9 +7,16 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
+use crate::detect::{Detector, DetectorLimits};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::topics::Topics;
+use crate::watch::{ConsumerWatch, Diverter, Policy, Store};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +75,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
                 })?,
         )
     };
-    let (proxy, open) = Proxy::new(config, metrics, None)?;
+    let watch = build_watch(&config, metrics.clone())?;
+    let (proxy, open) = Proxy::new(config, metrics, Some(watch.clone()))?;
     let listen = bootstrap.local_addr().map_err(|source| StartError::Bind {
         addr: proxy.config.proxy.listen.clone(),
         source,
@@ -79,14 +87,77 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     if let Some(l) = admin_listener {
         admin = l.local_addr().ok();
         tracing::info!(admin = ?admin, "admin server listening");
-        let router = crate::admin::router(proxy.clone());
+        let router = crate::admin::router(proxy.clone()).merge(crate::watch::admin_api::routes(
+            watch.clone(),
+            proxy.config.admin.token.clone(),
+        ));
         tasks.push(tokio::spawn(crate::admin::serve(l, router, proxy.clone())));
     }
     tasks.push(tokio::spawn(crate::readiness::probe(proxy.clone())));
+    spawn_watch_tasks(&watch, &proxy);
     Ok(App {
         proxy,
         listen,
         admin,
         tasks,
     })
+}
+
+fn build_watch(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<ConsumerWatch>, StartError> {
+    let policy = Policy::compile(config.watch.clone())?;
+    let pipelines = Arc::new(config.compile_pipelines()?);
+    let instance = config
+        .watch
+        .instance
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "quarantine".into());
+    let cluster = Arc::new(Cluster::from_config(&config.upstream, "quarantine")?);
+    let store = Arc::new(Store::new(
+        cluster.clone(),
+        policy.config.state_topic.clone(),
+    ));
+    let detector = Arc::new(Mutex::new(Detector::new(DetectorLimits::default())));
+    let topics = Arc::new(Topics::default());
+    let diverter = Arc::new(Diverter::new(
+        cluster,
+        store.clone(),
+        detector.clone(),
+        topics.clone(),
+        metrics.clone(),
+        policy.clone(),
+        instance,
+    ));
+    Ok(Arc::new(ConsumerWatch::new(
+        policy, topics, detector, store, diverter, metrics, pipelines,
+    )))
+}
+
+fn spawn_watch_tasks(watch: &Arc<ConsumerWatch>, proxy: &Arc<Proxy>) {
+    let store = watch.store.clone();
+    let metrics = proxy.metrics.clone();
+    let shutdown = proxy.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = store.load() => {
+                metrics.quarantined_offsets.set(store.count() as i64);
+                tokio::select! {
+                    _ = store.clone().tail(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            _ = shutdown.cancelled() => {}
+        }
+    });
+    let w = watch.clone();
+    let shutdown = proxy.shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = every.tick() => w.tick(),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
 }

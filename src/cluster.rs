@@ -332,12 +332,16 @@ impl Cluster {
 
     /// Runs `op` against the partition's leader; on a retriable error refreshes the
     /// metadata and tries again, at most `retries` more times.
-    async fn on_leader<T>(
+    async fn on_leader<T, F, Fut>(
         &self,
         topic: &str,
         partition: i32,
-        op: impl AsyncFn(i32) -> Result<T, ClusterError>,
-    ) -> Result<T, ClusterError> {
+        op: F,
+    ) -> Result<T, ClusterError>
+    where
+        F: Fn(i32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClusterError>>,
+    {
         let mut attempt = 0;
         loop {
             let result = match self.leader_of(topic, partition, attempt > 0).await {
@@ -377,5 +381,19 @@ impl Cluster {
         }
         out.truncate(limit);
         Ok(out)
+    }
+}
+
+/// The proxy spawns these futures on a multi-threaded runtime: they must stay `Send`.
+#[cfg(test)]
+mod send_check {
+    use super::*;
+    fn is_send<T: Send>(_: T) {}
+    #[allow(dead_code)]
+    fn futures_are_send(c: &'static Cluster) {
+        is_send(async move { c.metadata(&["a"]).await });
+        is_send(async move { c.create_topic("a", 1, 1, &[("a", "b")]).await });
+        is_send(async move { c.produce("a", 0, &[], -1, Duration::from_secs(1)).await });
+        is_send(async move { c.fetch("a", 0, 0, 1).await });
     }
 }

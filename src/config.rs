@@ -57,6 +57,13 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Poison detection and dead-letter writing.
+    pub watch: crate::watch::WatchConfig,
+    /// Kafka-Connect-style transforms and checks on the consume path.
+    pub pipelines: Vec<crate::transform::PipelineConfig>,
+    /// Directory of the config file: schema files are read relative to it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// Client-facing listeners.
@@ -230,11 +237,19 @@ impl Config {
             None => Value::Mapping(Default::default()),
         };
         apply_env(&mut tree, env)?;
-        Self::from_value(tree)
+        let base_dir = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_value_in(tree, base_dir)
     }
 
     /// Parses an already-merged YAML tree and validates it.
     pub fn from_value(tree: Value) -> Result<Config, ConfigError> {
+        Self::from_value_in(tree, PathBuf::from("."))
+    }
+
+    fn from_value_in(tree: Value, base_dir: PathBuf) -> Result<Config, ConfigError> {
         let tree = if tree.is_null() {
             Value::Mapping(Default::default())
         } else {
@@ -244,6 +259,7 @@ impl Config {
             let path = e.path().to_string();
             ConfigError::invalid(path, e.into_inner().to_string())
         })?;
+        let config = Config { base_dir, ..config };
         config.validate()?;
         Ok(config)
     }
@@ -322,6 +338,8 @@ impl Config {
         if !self.admin.listen.is_empty() {
             parse_addr("admin.listen", &self.admin.listen)?;
         }
+        crate::watch::Policy::compile(self.watch.clone())?;
+        self.compile_pipelines()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::invalid(
                 "log.format",
@@ -335,6 +353,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Compiles the transform pipelines (reading schema files).
+    pub fn compile_pipelines(&self) -> Result<crate::transform::Pipelines, ConfigError> {
+        let tc = crate::transform::TransformConfig {
+            pipelines: self.pipelines.clone(),
+        };
+        crate::transform::Pipelines::compile(&tc, &self.base_dir)
+            .map_err(|e| ConfigError::invalid(e.key.clone(), e.message.clone()))
     }
 
     /// The bootstrap listener address (validated).

@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod consumer_requests;
 pub mod dead_letter;
+pub mod detect;
 pub mod dlq_tools;
 pub mod exchange;
 pub mod frame;

@@ -222,29 +222,32 @@ impl Cluster {
                     .with_index(partition)
                     .with_records(Some(batch))])]);
         let wait = timeout + self.request_timeout;
-        self.on_leader(topic, partition, async |leader| {
-            let response = self
-                .call(Key::Node(leader), &request, versions::PRODUCE, wait)
-                .await?;
-            let p = response
-                .responses
-                .iter()
-                .filter(|t| t.name.0.as_str() == topic)
-                .flat_map(|t| t.partition_responses.iter())
-                .find(|p| p.index == partition)
-                .ok_or_else(|| {
-                    ClusterError::Invalid(format!(
-                        "produce answer does not name {topic}[{partition}]"
-                    ))
-                })?;
-            if p.error_code != 0 {
-                return Err(ClusterError::Broker {
-                    what: format!("produce to {topic}[{partition}]"),
-                    code: p.error_code,
-                    message: p.error_message.as_ref().map(|m| m.to_string()),
-                });
+        self.on_leader(topic, partition, |leader| {
+            let request = &request;
+            async move {
+                let response = self
+                    .call(Key::Node(leader), request, versions::PRODUCE, wait)
+                    .await?;
+                let p = response
+                    .responses
+                    .iter()
+                    .filter(|t| t.name.0.as_str() == topic)
+                    .flat_map(|t| t.partition_responses.iter())
+                    .find(|p| p.index == partition)
+                    .ok_or_else(|| {
+                        ClusterError::Invalid(format!(
+                            "produce answer does not name {topic}[{partition}]"
+                        ))
+                    })?;
+                if p.error_code != 0 {
+                    return Err(ClusterError::Broker {
+                        what: format!("produce to {topic}[{partition}]"),
+                        code: p.error_code,
+                        message: p.error_message.as_ref().map(|m| m.to_string()),
+                    });
+                }
+                Ok(p.base_offset)
             }
-            Ok(p.base_offset)
         })
         .await
     }
@@ -270,63 +273,66 @@ impl Cluster {
                     .with_partition(partition)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(max_bytes)])]);
-        self.on_leader(topic, partition, async |leader| {
-            let response = self
-                .call(
-                    Key::Node(leader),
-                    &request,
-                    versions::FETCH,
-                    self.request_timeout,
-                )
-                .await?;
-            if response.error_code != 0 {
-                return Err(ClusterError::Broker {
-                    what: format!("fetch {topic}[{partition}]"),
-                    code: response.error_code,
-                    message: None,
-                });
-            }
-            let p = response
-                .responses
-                .iter()
-                .filter(|t| t.topic.0.as_str() == topic)
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == partition)
-                .ok_or_else(|| {
-                    ClusterError::Invalid(format!(
-                        "fetch answer does not name {topic}[{partition}]"
-                    ))
-                })?;
-            match p.error_code {
-                0 => {}
-                OFFSET_OUT_OF_RANGE => {
-                    return Err(ClusterError::OffsetOutOfRange {
-                        topic: topic.to_string(),
-                        partition,
-                        offset,
-                    })
-                }
-                code => {
+        self.on_leader(topic, partition, |leader| {
+            let request = &request;
+            async move {
+                let response = self
+                    .call(
+                        Key::Node(leader),
+                        request,
+                        versions::FETCH,
+                        self.request_timeout,
+                    )
+                    .await?;
+                if response.error_code != 0 {
                     return Err(ClusterError::Broker {
                         what: format!("fetch {topic}[{partition}]"),
-                        code,
+                        code: response.error_code,
                         message: None,
-                    })
+                    });
                 }
+                let p = response
+                    .responses
+                    .iter()
+                    .filter(|t| t.topic.0.as_str() == topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|p| p.partition_index == partition)
+                    .ok_or_else(|| {
+                        ClusterError::Invalid(format!(
+                            "fetch answer does not name {topic}[{partition}]"
+                        ))
+                    })?;
+                match p.error_code {
+                    0 => {}
+                    OFFSET_OUT_OF_RANGE => {
+                        return Err(ClusterError::OffsetOutOfRange {
+                            topic: topic.to_string(),
+                            partition,
+                            offset,
+                        })
+                    }
+                    code => {
+                        return Err(ClusterError::Broker {
+                            what: format!("fetch {topic}[{partition}]"),
+                            code,
+                            message: None,
+                        })
+                    }
+                }
+                let decoded = match &p.records {
+                    Some(bytes) => decode_records(bytes)?,
+                    None => Default::default(),
+                };
+                Ok(Fetched {
+                    records: decoded
+                        .records
+                        .into_iter()
+                        .filter(|r| r.offset >= offset)
+                        .collect(),
+                    next_offset: decoded.next_offset.unwrap_or(offset).max(offset),
+                    high_watermark: p.high_watermark,
+                })
             }
-            let decoded = match &p.records {
-                Some(bytes) => decode_records(bytes)?,
-                None => Default::default(),
-            };
-            Ok(Fetched {
-                records: decoded
-                    .records
-                    .into_iter()
-                    .filter(|r| r.offset >= offset)
-                    .collect(),
-                next_offset: decoded.next_offset.unwrap_or(offset).max(offset),
-                high_watermark: p.high_watermark,
-            })
         })
         .await
     }
@@ -350,34 +356,37 @@ impl Cluster {
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(partition)
                     .with_timestamp(timestamp)])]);
-        self.on_leader(topic, partition, async |leader| {
-            let response = self
-                .call(
-                    Key::Node(leader),
-                    &request,
-                    versions::LIST_OFFSETS,
-                    self.request_timeout,
-                )
-                .await?;
-            let p = response
-                .topics
-                .iter()
-                .filter(|t| t.name.0.as_str() == topic)
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == partition)
-                .ok_or_else(|| {
-                    ClusterError::Invalid(format!(
-                        "list offsets answer does not name {topic}[{partition}]"
-                    ))
-                })?;
-            if p.error_code != 0 {
-                return Err(ClusterError::Broker {
-                    what: format!("list offsets of {topic}[{partition}]"),
-                    code: p.error_code,
-                    message: None,
-                });
+        self.on_leader(topic, partition, |leader| {
+            let request = &request;
+            async move {
+                let response = self
+                    .call(
+                        Key::Node(leader),
+                        request,
+                        versions::LIST_OFFSETS,
+                        self.request_timeout,
+                    )
+                    .await?;
+                let p = response
+                    .topics
+                    .iter()
+                    .filter(|t| t.name.0.as_str() == topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|p| p.partition_index == partition)
+                    .ok_or_else(|| {
+                        ClusterError::Invalid(format!(
+                            "list offsets answer does not name {topic}[{partition}]"
+                        ))
+                    })?;
+                if p.error_code != 0 {
+                    return Err(ClusterError::Broker {
+                        what: format!("list offsets of {topic}[{partition}]"),
+                        code: p.error_code,
+                        message: None,
+                    });
+                }
+                Ok(p.offset)
             }
-            Ok(p.offset)
         })
         .await
     }

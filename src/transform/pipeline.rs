@@ -146,6 +146,13 @@ impl Pipeline {
 
     /// Whether this pipeline applies to `topic` and `group`. A pipeline restricted to
     /// groups does not apply when the group is unknown.
+    /// Whether the pipeline applies to `topic` for some group.
+    pub fn matches_topic(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| t == topic)
+            || self.pattern.as_ref().is_some_and(|re| re.is_match(topic))
+    }
+
+    /// Whether the pipeline applies to `topic` as consumed by `group`.
     pub fn matches(&self, topic: &str, group: Option<&str>) -> bool {
         let topic_ok = self.topics.iter().any(|t| t == topic)
             || self.pattern.as_ref().is_some_and(|re| re.is_match(topic));

@@ -1,0 +1,113 @@
+//! The admin API's quarantine routes: list quarantined records, quarantine one by hand,
+//! release one. Write routes (and, when a token is configured, every route) need
+//! `Authorization: Bearer <admin.token>`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::ConsumerWatch;
+
+/// State of the quarantine routes.
+#[derive(Clone)]
+pub struct QuarantineApi {
+    watch: Arc<ConsumerWatch>,
+    token: Option<String>,
+}
+
+/// Body of `POST /quarantine`.
+#[derive(Debug, Deserialize)]
+pub struct ManualQuarantine {
+    /// Consumer group to hide the record from.
+    pub group: String,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Why, in the operator's words (goes into the DLQ headers).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The routes, to merge into the admin router.
+pub fn routes(watch: Arc<ConsumerWatch>, token: Option<String>) -> Router {
+    Router::new()
+        .route("/quarantine", get(list).post(quarantine))
+        .route(
+            "/quarantine/{group}/{topic}/{partition}/{offset}",
+            delete(release),
+        )
+        .with_state(QuarantineApi { watch, token })
+}
+
+fn authorized(api: &QuarantineApi, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &api.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())
+    }
+}
+
+async fn list(State(api): State<QuarantineApi>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&api, &headers) {
+        return r;
+    }
+    Json(api.watch.store.list()).into_response()
+}
+
+async fn quarantine(
+    State(api): State<QuarantineApi>,
+    headers: HeaderMap,
+    Json(body): Json<ManualQuarantine>,
+) -> Response {
+    if let Err(r) = authorized(&api, &headers) {
+        return r;
+    }
+    match api.watch.quarantine_by_hand(&body).await {
+        Ok(q) => (StatusCode::CREATED, Json(q)).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn release(
+    State(api): State<QuarantineApi>,
+    headers: HeaderMap,
+    Path((group, topic, partition, offset)): Path<(String, String, i32, i64)>,
+) -> Response {
+    if let Err(r) = authorized(&api, &headers) {
+        return r;
+    }
+    match api
+        .watch
+        .store
+        .release(&group, &topic, partition, offset)
+        .await
+    {
+        Ok(was) => {
+            tracing::warn!(
+                group,
+                topic,
+                partition,
+                offset,
+                was_hidden = was,
+                "quarantine released by hand"
+            );
+            Json(serde_json::json!({ "released": was })).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+    }
+}

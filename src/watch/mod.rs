@@ -1,0 +1,429 @@
+//! The consumer watcher: follows consumer groups through their traffic, finds the record a
+//! group cannot get past, has it written to the dead-letter topic, and hides it from that
+//! group once the write is acknowledged.
+//!
+//! The connection code calls in at three points: a request it may want to look at
+//! ([`ConsumerWatch::on_request`]), that request's response ([`ConsumerWatch::on_response`],
+//! [`ConsumerWatch::on_fetch_response`]), and a closed connection. Decisions are made by
+//! the pure [`crate::detect`] state machine; this module only translates wire events into
+//! its calls and its decisions into record rewrites and dead-letter writes.
+
+pub mod admin_api;
+mod divert;
+mod fetch;
+pub mod policy;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupHeartbeatResponse, JoinGroupResponse, LeaveGroupResponse,
+    MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse,
+};
+
+use crate::consumer_requests::{self, CommitRequest, FetchPosition, GroupRequest, TopicRef};
+use crate::detect::{ConnId, Detector, PartitionKey};
+use crate::groups::Groups;
+use crate::metrics::Metrics;
+use crate::topics::Topics;
+use crate::wire::{decode_response, RequestHead};
+
+pub use divert::Diverter;
+pub use fetch::FetchWatch;
+pub use policy::{Policy, WatchConfig};
+pub use store::Store;
+
+/// Who is on the other end of a client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Process-unique connection id.
+    pub id: u64,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// Broker node this connection goes to (`None` for the bootstrap listener).
+    pub node: Option<i32>,
+}
+
+/// What the watcher noted about a request, handed back with its response.
+#[derive(Debug)]
+pub enum WatchRequest {
+    /// A fetch of watched partitions.
+    Fetch(FetchWatch),
+    /// An offset commit.
+    Commit {
+        /// Client id of the committing connection.
+        client_id: String,
+        /// What it committed.
+        commit: CommitRequest,
+    },
+    /// A group-membership request.
+    Group {
+        /// Client id.
+        client_id: String,
+        /// Which API.
+        api: ApiKey,
+        /// Group and member ids.
+        request: GroupRequest,
+    },
+}
+
+/// Follows consumer groups through their traffic.
+pub struct ConsumerWatch {
+    pub(crate) policy: Policy,
+    pub(crate) topics: Arc<Topics>,
+    pub(crate) groups: Mutex<Groups>,
+    pub(crate) detector: Arc<Mutex<Detector>>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) diverter: Arc<Diverter>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) pipelines: Arc<crate::transform::Pipelines>,
+    /// Fetch-session positions per connection: (topic, partition) → offset.
+    sessions: Mutex<std::collections::HashMap<u64, std::collections::HashMap<(String, i32), i64>>>,
+}
+
+impl ConsumerWatch {
+    /// Builds a watcher from its parts.
+    pub fn new(
+        policy: Policy,
+        topics: Arc<Topics>,
+        detector: Arc<Mutex<Detector>>,
+        store: Arc<Store>,
+        diverter: Arc<Diverter>,
+        metrics: Arc<Metrics>,
+        pipelines: Arc<crate::transform::Pipelines>,
+    ) -> Self {
+        ConsumerWatch {
+            policy,
+            topics,
+            groups: Mutex::new(Groups::default()),
+            detector,
+            store,
+            diverter,
+            metrics,
+            pipelines,
+            sessions: Mutex::new(Default::default()),
+        }
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn detector(&self) -> std::sync::MutexGuard<'_, Detector> {
+        self.detector.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partition key of a watched (group, topic, partition), or `None` when either the
+    /// topic or the group is not watched.
+    pub(crate) fn key(&self, group: &str, topic: &str, partition: i32) -> Option<PartitionKey> {
+        (self.policy.config.enabled
+            && self.policy.watches_topic(topic)
+            && self.policy.watches_group(group))
+        .then(|| PartitionKey::new(group, topic, partition))
+    }
+
+    /// Looks at a request; `Some` when its response matters.
+    pub fn on_request(
+        &self,
+        conn: &ConnInfo,
+        head: &RequestHead,
+        frame: &[u8],
+    ) -> Option<WatchRequest> {
+        let api = head.api()?;
+        let body = frame.get(head.body_offset?..)?;
+        let client_id = head.client_id.clone().unwrap_or_default();
+        let result = match api {
+            ApiKey::Fetch => consumer_requests::fetch_positions(body, head.api_version)
+                .map(|f| self.fetch_request(conn, client_id.clone(), f)),
+            ApiKey::OffsetCommit => {
+                consumer_requests::offset_commit(body, head.api_version).map(|c| {
+                    self.groups()
+                        .seen(&c.group, Some(&c.member_id), &client_id, conn.id);
+                    Some(WatchRequest::Commit {
+                        client_id: client_id.clone(),
+                        commit: c,
+                    })
+                })
+            }
+            _ => consumer_requests::group_request(api, body, head.api_version).map(|g| {
+                g.map(|request| {
+                    let mut groups = self.groups();
+                    for group in &request.groups {
+                        groups.seen(group, request.member_id.as_deref(), &client_id, conn.id);
+                    }
+                    WatchRequest::Group {
+                        client_id: client_id.clone(),
+                        api,
+                        request,
+                    }
+                })
+            }),
+        };
+        match result {
+            Ok(w) => w,
+            Err(e) => {
+                // The broker will judge the request; the watcher just does not follow it.
+                self.metrics.error("unparsed_request");
+                tracing::debug!(error = %e, api = ?api, "cannot read a consumer request; passing it on unwatched");
+                None
+            }
+        }
+    }
+
+    /// Follows a connection's fetch session (KIP-227: an incremental fetch names only the
+    /// partitions whose position changed) and notes the watched positions.
+    fn fetch_request(
+        &self,
+        conn: &ConnInfo,
+        client_id: String,
+        f: consumer_requests::FetchRequestView,
+    ) -> Option<WatchRequest> {
+        let name = |t: &TopicRef| match t {
+            TopicRef::Name(n) => Some(n.clone()),
+            TopicRef::Id(id) => self.topics.name_of(id),
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let session = sessions.entry(conn.id).or_default();
+        if f.session_epoch <= 0 {
+            session.clear();
+        }
+        for (t, p) in &f.forgotten {
+            if let Some(n) = name(t) {
+                session.remove(&(n, *p));
+            }
+        }
+        for p in &f.positions {
+            if let Some(n) = name(&p.topic) {
+                if self.watches_fetch_of(&n) {
+                    session.insert((n, p.partition), p.offset);
+                }
+            }
+        }
+        if session.is_empty() {
+            return None;
+        }
+        let positions = session
+            .iter()
+            .map(|((t, p), o)| FetchPosition {
+                topic: TopicRef::Name(t.clone()),
+                partition: *p,
+                offset: *o,
+            })
+            .collect();
+        Some(WatchRequest::Fetch(FetchWatch::new(
+            client_id,
+            f.max_wait_ms,
+            positions,
+        )))
+    }
+
+    fn watches_fetch_of(&self, topic: &str) -> bool {
+        (self.policy.config.enabled && self.policy.watches_topic(topic))
+            || self.pipelines.iter().any(|p| p.matches_topic(topic))
+    }
+
+    /// Quarantines a record by hand (admin API): writes it to the DLQ, then hides it.
+    pub async fn quarantine_by_hand(
+        &self,
+        m: &admin_api::ManualQuarantine,
+    ) -> Result<store::Quarantined, String> {
+        let key = PartitionKey::new(m.group.clone(), m.topic.clone(), m.partition);
+        let req = divert::DivertRequest::manual(m.offset, m.reason.as_deref());
+        self.diverter.write(&key, &req, None).await
+    }
+
+    /// Sees the response to a noted request (not Fetch).
+    pub fn on_response(&self, conn: &ConnInfo, req: &mut WatchRequest, frame: &[u8], version: i16) {
+        let now = Instant::now();
+        match req {
+            WatchRequest::Fetch(_) => {}
+            WatchRequest::Commit { client_id, commit } => {
+                let Ok((_, resp)) =
+                    decode_response::<OffsetCommitResponse>(frame, ApiKey::OffsetCommit, version)
+                else {
+                    return;
+                };
+                let failed: std::collections::HashSet<(String, i32)> = resp
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .filter(|p| p.error_code != 0)
+                            .map(move |p| (t.name.0.to_string(), p.partition_index))
+                    })
+                    .collect();
+                let mut groups = self.groups();
+                let mut detector = self.detector();
+                for (topic, partition, offset) in &commit.offsets {
+                    if failed.contains(&(topic.clone(), *partition)) {
+                        continue;
+                    }
+                    groups.committed(&commit.group, client_id, topic, *partition);
+                    if let Some(key) = self.key(&commit.group, topic, *partition) {
+                        detector.commit(&key, *offset, now);
+                    }
+                }
+            }
+            WatchRequest::Group {
+                client_id,
+                api,
+                request,
+            } => self.on_group_response(conn, client_id, *api, request, frame, version, now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_group_response(
+        &self,
+        conn: &ConnInfo,
+        client_id: &str,
+        api: ApiKey,
+        request: &GroupRequest,
+        frame: &[u8],
+        version: i16,
+        now: Instant,
+    ) {
+        let Some(group) = request.groups.first() else {
+            return;
+        };
+        match api {
+            ApiKey::JoinGroup => {
+                if let Ok((_, r)) = decode_response::<JoinGroupResponse>(frame, api, version) {
+                    if r.error_code == 0 {
+                        self.groups()
+                            .seen(group, Some(r.member_id.as_str()), client_id, conn.id);
+                    }
+                }
+            }
+            ApiKey::SyncGroup => {
+                let Ok((_, r)) = decode_response::<SyncGroupResponse>(frame, api, version) else {
+                    return;
+                };
+                let Some(member) = &request.member_id else {
+                    return;
+                };
+                if r.error_code != 0 {
+                    return;
+                }
+                match consumer_requests::consumer_assignment(&r.assignment) {
+                    Ok(parts) => self.groups().assigned(group, member, parts),
+                    Err(e) => {
+                        tracing::debug!(error = %e, group, "assignment not in the consumer protocol's format")
+                    }
+                }
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                let Ok((_, r)) =
+                    decode_response::<ConsumerGroupHeartbeatResponse>(frame, api, version)
+                else {
+                    return;
+                };
+                if let (Some(a), Some(member)) = (&r.assignment, &r.member_id) {
+                    let parts = a
+                        .topic_partitions
+                        .iter()
+                        .filter_map(|tp| {
+                            let name = self.topics.name_of(tp.topic_id.as_bytes())?;
+                            Some(tp.partitions.iter().map(move |p| (name.clone(), *p)))
+                        })
+                        .flatten()
+                        .collect();
+                    self.groups()
+                        .seen(group, Some(member.as_str()), client_id, conn.id);
+                    self.groups().assigned(group, member.as_str(), parts);
+                }
+            }
+            ApiKey::LeaveGroup => {
+                if let Ok((_, r)) = decode_response::<LeaveGroupResponse>(frame, api, version) {
+                    if r.error_code == 0 {
+                        if let Some(m) = &request.member_id {
+                            self.groups().left(group, m);
+                            self.detector().member_left(group, ConnId(conn.id));
+                        }
+                    }
+                }
+            }
+            ApiKey::OffsetFetch => {
+                let Ok((_, r)) = decode_response::<OffsetFetchResponse>(frame, api, version) else {
+                    return;
+                };
+                let mut detector = self.detector();
+                let mut commit = |g: &str, topic: &str, partition: i32, offset: i64| {
+                    if offset >= 0 {
+                        if let Some(key) = self.key(g, topic, partition) {
+                            detector.commit(&key, offset, now);
+                        }
+                    }
+                };
+                for t in &r.topics {
+                    for p in &t.partitions {
+                        if p.error_code == 0 {
+                            commit(
+                                group,
+                                t.name.as_str(),
+                                p.partition_index,
+                                p.committed_offset,
+                            );
+                        }
+                    }
+                }
+                for g in &r.groups {
+                    for t in &g.topics {
+                        for p in &t.partitions {
+                            if p.error_code == 0 {
+                                commit(
+                                    g.group_id.as_str(),
+                                    t.name.as_str(),
+                                    p.partition_index,
+                                    p.committed_offset,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Learns topic names and ids from Metadata.
+    pub fn on_metadata(&self, resp: &MetadataResponse) {
+        self.topics.learn(resp);
+    }
+
+    /// A client connection closed: its group memberships that did not leave are lost
+    /// members (a crash, most likely).
+    pub fn on_close(&self, conn: &ConnInfo, _clean: bool) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conn.id);
+        let lost = self.groups().connection_closed(conn.id);
+        if lost.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut detector = self.detector();
+        for m in lost {
+            tracing::info!(group = %m.group, member = %m.member_id, partitions = m.partitions.len(), "consumer connection closed without LeaveGroup");
+            detector.member_lost(&m.group, ConnId(conn.id), now);
+        }
+    }
+
+    /// Periodic work: stall reports and idle-state eviction.
+    pub fn tick(&self) {
+        let reports = self.detector().tick(Instant::now());
+        for r in reports {
+            fetch::report(&self.metrics, &r);
+        }
+        let detector = self.detector();
+        self.metrics
+            .partitions_suspect
+            .set(detector.suspect_partitions() as i64);
+        self.metrics
+            .partitions_isolated
+            .set(detector.isolated_partitions() as i64);
+    }
+}
