@@ -219,7 +219,7 @@ impl Store {
             match self.load_once().await {
                 Ok(n) => {
                     tracing::info!(topic = %self.topic, decisions = n, hidden = self.count(), "quarantine state loaded");
-                    let _ = self.loaded.send(true);
+                    self.loaded.send_replace(true);
                     return;
                 }
                 Err(e) => {
