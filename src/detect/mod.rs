@@ -554,6 +554,15 @@ impl Detector {
         self.count_phase(|p| matches!(p, Phase::Isolating | Phase::Diverting))
     }
 
+    /// Keys that hold at least one re-delivery count (worth sharing).
+    pub fn counted_keys(&self) -> Vec<PartitionKey> {
+        self.keys
+            .iter()
+            .filter(|(_, s)| !s.counts.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Keys tracked.
     pub fn tracked_partitions(&self) -> usize {
         self.keys.len()

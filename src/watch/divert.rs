@@ -150,6 +150,11 @@ impl Diverter {
         }
     }
 
+    /// This proxy's name in headers and the state topic.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Starts writing a poison record (`record` when the caller had it at hand) to the DLQ
     /// in the background, unless a write for it is already under way; reports the outcome
     /// to the detector.

@@ -78,6 +78,8 @@ pub struct ConsumerWatch {
     pub(crate) diverter: Arc<Diverter>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) pipelines: Arc<crate::transform::Pipelines>,
+    /// Delivery counts last published per partition: (offset, count) pairs.
+    published: Mutex<std::collections::HashMap<PartitionKey, Vec<(i64, u32)>>>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, std::collections::HashMap<(String, i32), i64>>>,
 }
@@ -102,6 +104,7 @@ impl ConsumerWatch {
             diverter,
             metrics,
             pipelines,
+            published: Mutex::new(Default::default()),
             sessions: Mutex::new(Default::default()),
         }
     }
@@ -412,8 +415,47 @@ impl ConsumerWatch {
         }
     }
 
-    /// Periodic work: stall reports and idle-state eviction.
+    /// Shares delivery counts through the state topic: merges what other sidecars wrote and
+    /// publishes this proxy's counts that changed, so a partition that moves to another pod
+    /// keeps its count.
+    fn share_counts(&self) {
+        let now = Instant::now();
+        let wall = std::time::SystemTime::now();
+        let incoming = self.store.take_counts();
+        let mut detector = self.detector();
+        if !incoming.is_empty() {
+            detector.merge_counts(incoming, now, wall);
+        }
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: std::collections::BTreeSet<PartitionKey> = detector
+            .counted_keys()
+            .into_iter()
+            .chain(published.keys().cloned())
+            .collect();
+        for key in keys {
+            let counts = detector.export_counts(&key, now, wall);
+            let summary: Vec<(i64, u32)> = counts.iter().map(|c| (c.offset, c.count)).collect();
+            if published.get(&key) == Some(&summary) {
+                continue;
+            }
+            if summary.is_empty() {
+                published.remove(&key);
+            } else {
+                published.insert(key.clone(), summary);
+            }
+            let store = self.store.clone();
+            let instance = self.diverter.instance().to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.publish_counts(&instance, key, counts).await {
+                    tracing::debug!(error = %e, "cannot share delivery counts");
+                }
+            });
+        }
+    }
+
+    /// Periodic work: shared counts, stall reports and idle-state eviction.
     pub fn tick(&self) {
+        self.share_counts();
         let reports = self.detector().tick(Instant::now());
         for r in reports {
             fetch::report(&self.metrics, &r);

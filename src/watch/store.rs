@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
+use crate::detect::{DeliveryCount, PartitionKey};
 use crate::record::Record;
 
 /// One quarantined record.
@@ -50,6 +51,12 @@ enum StateMessage {
         partition: i32,
         offset: i64,
     },
+    /// Delivery counts of one partition, shared by the sidecars of its group.
+    Counts {
+        instance: String,
+        key: PartitionKey,
+        counts: Vec<DeliveryCount>,
+    },
 }
 
 type PartitionId = (String, String, i32);
@@ -61,6 +68,8 @@ pub struct Store {
     topic: String,
     loaded: tokio::sync::watch::Sender<bool>,
     next_offset: std::sync::Mutex<i64>,
+    /// Counts read from the topic, waiting to be merged into the detector.
+    incoming_counts: std::sync::Mutex<Vec<DeliveryCount>>,
 }
 
 /// Why a decision could not be stored.
@@ -84,6 +93,7 @@ impl Store {
             topic,
             loaded: tokio::sync::watch::channel(false).0,
             next_offset: std::sync::Mutex::new(0),
+            incoming_counts: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -167,6 +177,38 @@ impl Store {
         Ok(was)
     }
 
+    /// Shares a partition's delivery counts with the other sidecars of its group.
+    pub async fn publish_counts(
+        &self,
+        instance: &str,
+        key: PartitionKey,
+        counts: Vec<DeliveryCount>,
+    ) -> Result<(), StoreError> {
+        let state_key = format!(
+            "counts\u{0}{}\u{0}{}\u{0}{}",
+            key.group, key.topic, key.partition
+        );
+        self.persist(
+            &state_key,
+            &StateMessage::Counts {
+                instance: instance.to_string(),
+                key,
+                counts,
+            },
+        )
+        .await
+    }
+
+    /// Counts read from the state topic since the last call.
+    pub fn take_counts(&self) -> Vec<DeliveryCount> {
+        std::mem::take(
+            &mut *self
+                .incoming_counts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
     async fn persist(&self, key: &str, msg: &StateMessage) -> Result<(), StoreError> {
         let value = serde_json::to_vec(msg).map_err(|e| self.err(e.to_string()))?;
         let record = Record {
@@ -191,8 +233,16 @@ impl Store {
     }
 
     fn apply(&self, msg: StateMessage) {
+        if let StateMessage::Counts { counts, .. } = msg {
+            self.incoming_counts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(counts);
+            return;
+        }
         let mut map = self.hidden.write().unwrap_or_else(|e| e.into_inner());
         match msg {
+            StateMessage::Counts { .. } => {}
             StateMessage::Quarantine(q) => {
                 map.entry((q.group.clone(), q.topic.clone(), q.partition))
                     .or_default()
