@@ -33,7 +33,9 @@ impl NamesBrokers for MetadataResponse {
 
 impl NamesBrokers for FindCoordinatorResponse {
     fn for_each_broker(&mut self, f: &mut dyn FnMut(i32, &mut StrBytes, &mut i32)) {
-        if self.node_id.0 >= 0 {
+        // Before v4 the answer is the top-level node; from v4 the fields are absent (decoded
+        // as defaults) and may not be set, so only `coordinators` is touched.
+        if self.coordinators.is_empty() && self.node_id.0 >= 0 && !self.host.is_empty() {
             f(self.node_id.0, &mut self.host, &mut self.port);
         }
         for c in &mut self.coordinators {
@@ -257,6 +259,14 @@ mod tests {
                 .with_port(9093)]);
         rewrite_brokers(&mut fc, &map);
         assert_eq!(fc.coordinators[0].host.as_str(), "unmapped.invalid");
+        // A v4+ answer must still encode: the absent top-level fields stay untouched.
+        let frame = crate::wire::encode_response(
+            &kafka_protocol::messages::ResponseHeader::default(),
+            &fc,
+            kafka_protocol::messages::ApiKey::FindCoordinator,
+            6,
+        );
+        assert!(frame.is_ok(), "{frame:?}");
         drop(reg);
         assert_eq!(opened.await.unwrap(), vec![(1, 9001), (2, 9002)]);
     }
