@@ -1,0 +1,428 @@
+//! The isolation search: gate a suspect partition and bisect on the window end until one
+//! record is left.
+//!
+//! Invariant: the poison is in `(good_to, range_end]`. `good_to` rises with commits (proof
+//! of processing) and, tentatively, with windows that stay quiet while the consumer asks
+//! for more; `range_end` falls to the highest offset delivered before each failure. The
+//! group only ever receives records up to `window_end`, which starts at the re-delivered
+//! offset itself (a consumer that retries per record names its poison at once) and then
+//! sits halfway between the two bounds.
+//!
+//! Only strong failures count: the same connection going back (an in-process retry), or
+//! a member leaving or being lost before another fetches the window again. A partition
+//! merely moving to another member is what a rebalance looks like; it never narrows the
+//! search nor confirms a record.
+//!
+//! Quiet-window evidence is what lets a consumer that commits every N records be searched
+//! at all, but it can lie, so it is used only when it cannot:
+//! - the consumer must be asking for more right now (a hung Java client stops fetching);
+//! - not for a consumer that commits what it processed (then quiet means hung or slow),
+//!   nor for one seen fetching while its application hung (librdkafka-style prefetch);
+//! - the quiet timeout is at least twice the longest time this consumer took to fail
+//!   (a hang shows as its eviction time), and evidence gathered with a shorter timeout
+//!   is dropped when that grows; a failure inside a window believed good drops it too.
+//!
+//! A search that makes no progress for long is abandoned: never a stuck partition.
+
+use std::time::{Duration, Instant};
+
+use super::config::DetectConfig;
+use super::partition::{OffsetCount, Sink};
+use super::{Action, Event, IsolationOutcome, IsolationStatus, Poison, Reason, Visible};
+
+/// Longest quiet timeout, in multiples of `isolation_idle_timeout`.
+const QUIET_CAP: u32 = 32;
+
+/// A re-delivery seen while isolated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failure {
+    /// How it looked.
+    pub reason: Reason,
+    /// Whether it is strong evidence: a seek-back, or a member lost or left, rather than
+    /// the partition simply moving to another member.
+    pub strong: bool,
+}
+
+/// Quiet-window evidence: records up to `good_to` were delivered and no failure followed
+/// within `timeout`.
+#[derive(Debug, Clone, Copy)]
+struct Tentative {
+    good_to: i64,
+    timeout: Duration,
+}
+
+/// The gate of one isolated partition.
+#[derive(Debug)]
+pub(crate) struct Isolation {
+    origin: i64,
+    /// Highest offset that can still be the poison.
+    pub range_end: i64,
+    /// Highest offset proven (by commit) or assumed (below the re-delivered offset) good.
+    base_good: i64,
+    tentative: Option<Tentative>,
+    window_end: i64,
+    /// Highest offset delivered since the last failure.
+    delivered_end: Option<i64>,
+    /// Latest delivery or commit: the quiet clock.
+    quiet_since: Instant,
+    /// When the window end last moved up.
+    window_opened: Instant,
+    /// The consumer asked for offsets past the window since it was set.
+    asked_beyond: bool,
+    /// Latest delivery to the group.
+    last_delivery: Option<Instant>,
+    /// The consumer once committed a whole window while waiting at the gate: it commits
+    /// what it has processed, so a quiet window means hung or slow, not processed.
+    commits_when_done: bool,
+    /// The consumer hangs while its client keeps fetching: a quiet window may be a hung
+    /// one, so quiet windows prove nothing.
+    hangs: bool,
+    /// Latest fetch past the window end.
+    last_ask_beyond: Option<Instant>,
+    /// Latest narrowing of the search (either bound, the window, or the commit moved).
+    last_progress: Instant,
+    /// Slowest failure seen: delivery to re-delivery.
+    max_latency: Duration,
+    failures: u32,
+    confirm_offset: i64,
+    confirmations: u32,
+    backoff_until: Option<Instant>,
+    start_count: u32,
+    first_delivery: Instant,
+    /// The record handed to the proxy for diversion.
+    pub diverting: Option<i64>,
+    /// When the dead-letter write in flight was handed out; the partition is held
+    /// meanwhile, so the consumer does not fail on the record once more.
+    write_in_flight: Option<Instant>,
+}
+
+impl Isolation {
+    pub(crate) fn start(
+        origin: i64,
+        range_end: i64,
+        count: &OffsetCount,
+        hangs: bool,
+        now: Instant,
+    ) -> Self {
+        Isolation {
+            origin,
+            range_end,
+            base_good: origin.saturating_sub(1),
+            tentative: None,
+            window_end: origin,
+            delivered_end: None,
+            quiet_since: now,
+            window_opened: now,
+            asked_beyond: false,
+            last_delivery: None,
+            commits_when_done: false,
+            hangs,
+            last_ask_beyond: None,
+            last_progress: now,
+            max_latency: count.max_gap,
+            failures: 0,
+            confirm_offset: -1,
+            confirmations: 0,
+            backoff_until: None,
+            start_count: count.count,
+            first_delivery: count.first,
+            diverting: None,
+            write_in_flight: None,
+        }
+    }
+
+    pub(crate) fn status(&self) -> IsolationStatus {
+        IsolationStatus {
+            origin: self.origin,
+            good_to: self.good_to(),
+            window_end: self.window_end,
+            range_end: self.range_end,
+            failures: self.failures,
+            diverting: self.diverting,
+        }
+    }
+
+    fn good_to(&self) -> i64 {
+        self.tentative
+            .map_or(self.base_good, |t| t.good_to.max(self.base_good))
+    }
+
+    /// Whether the search concerns `offset` (a diversion of it ends the isolation).
+    pub(crate) fn concerns(&self, offset: i64) -> bool {
+        self.diverting == Some(offset) || (offset > self.good_to() && offset <= self.range_end)
+    }
+
+    /// Start of the stall clock in isolation: the gate opening a window or handing out
+    /// records is new work, and waiting at the gate is not a stall.
+    pub(crate) fn work_given_at(&self) -> Instant {
+        self.last_delivery
+            .map_or(self.window_opened, |d| d.max(self.window_opened))
+    }
+
+    /// The consumer has received the window and keeps asking for more.
+    pub(crate) fn waiting_at_gate(&self, cfg: &DetectConfig, now: Instant) -> bool {
+        let recent = cfg.isolation_idle_timeout / 4;
+        self.asked_beyond
+            && self
+                .last_ask_beyond
+                .is_some_and(|t| now.saturating_duration_since(t) <= recent)
+    }
+
+    /// How long a window must stay quiet to count as processed.
+    fn quiet_timeout(&self, cfg: &DetectConfig) -> Duration {
+        let base = cfg.isolation_idle_timeout;
+        base.max(self.max_latency.saturating_mul(2))
+            .min(base.saturating_mul(QUIET_CAP))
+    }
+
+    /// Moves the window end halfway into the remaining range.
+    fn next_window(&mut self, now: Instant) {
+        self.last_progress = now;
+        let good = self.good_to();
+        let half = (self.range_end.saturating_sub(good) / 2).max(1);
+        let end = good.saturating_add(half).min(self.range_end);
+        if end > self.window_end {
+            self.window_opened = now;
+        }
+        self.window_end = end;
+        self.asked_beyond = false;
+        self.quiet_since = now;
+    }
+
+    /// What the client may receive of `v`, asked from `fetch_offset`.
+    pub(crate) fn gate(
+        &mut self,
+        fetch_offset: i64,
+        v: Visible,
+        cfg: &DetectConfig,
+        now: Instant,
+    ) -> Action {
+        if let Some(since) = self.write_in_flight {
+            // Hold the record back while its dead-letter write is in flight, but not
+            // forever: a write that never answers must not block the partition.
+            if now.saturating_duration_since(since) < cfg.isolation_idle_timeout {
+                return Action::Withhold;
+            }
+            self.write_in_flight = None;
+        }
+        if let Some(until) = self.backoff_until {
+            if now < until {
+                return Action::Withhold;
+            }
+            self.backoff_until = None;
+        }
+        let end = self.window_end;
+        if fetch_offset > end {
+            self.note_ask_beyond(now);
+            return Action::Withhold;
+        }
+        if v.first > end {
+            // No record at the window end (compaction, hidden records): let the next one
+            // through so the client can move.
+            return if v.last > v.first {
+                Action::Trim {
+                    last_offset: v.first,
+                }
+            } else {
+                Action::Pass
+            };
+        }
+        if v.last > end {
+            Action::Trim { last_offset: end }
+        } else {
+            Action::Pass
+        }
+    }
+
+    pub(crate) fn note_delivered(&mut self, last: i64, now: Instant) {
+        self.delivered_end = Some(self.delivered_end.map_or(last, |d| d.max(last)));
+        self.quiet_since = now;
+        self.last_delivery = Some(now);
+    }
+
+    pub(crate) fn note_fetch_without_records(&mut self, fetch_offset: i64, now: Instant) {
+        if fetch_offset > self.window_end {
+            self.note_ask_beyond(now);
+        }
+    }
+
+    fn note_ask_beyond(&mut self, now: Instant) {
+        self.asked_beyond = true;
+        self.last_ask_beyond = Some(now);
+    }
+
+    /// A re-delivery of `first` is a failure when `first` was delivered since the last
+    /// failure (a client retrying after a withheld response is not failing again).
+    pub(crate) fn is_failure(&self, first: i64) -> bool {
+        self.delivered_end.is_some_and(|d| first <= d)
+    }
+
+    fn poison(&self, offset: i64, reason: Reason, now: Instant) -> Poison {
+        Poison {
+            offset,
+            deliveries: self.start_count.saturating_add(self.failures),
+            first_delivery: self.first_delivery,
+            last_delivery: now,
+            reason,
+        }
+    }
+
+    /// A failure inside the window: narrow the range, maybe name the poison.
+    pub(crate) fn on_failure(
+        &mut self,
+        f: Failure,
+        committed: Option<i64>,
+        cfg: &DetectConfig,
+        now: Instant,
+        sink: &mut Sink,
+    ) -> Option<Poison> {
+        if !f.strong {
+            // The partition moved to another member with nobody leaving or crashing: a
+            // rebalance looks exactly like this. Not a failure.
+            return None;
+        }
+        let delivered = self.delivered_end.take()?;
+        self.failures = self.failures.saturating_add(1);
+        self.last_progress = now;
+
+        // How long this consumer takes to fail once it has its records. (The time since
+        // the re-delivered offset was last delivered would also count the quiet waits.)
+        if let Some(d) = self.last_delivery {
+            self.max_latency = self.max_latency.max(now.saturating_duration_since(d));
+        }
+        let timeout = self.quiet_timeout(cfg);
+        if self.tentative.is_some_and(|t| t.timeout < timeout) {
+            // This consumer fails slower than we waited: quiet windows proved nothing.
+            self.tentative = None;
+        }
+        if delivered <= self.good_to() {
+            // A failure inside what we believed good: drop the belief.
+            if self.tentative.is_some_and(|t| delivered <= t.good_to) {
+                self.tentative = None;
+            }
+            if delivered <= self.base_good {
+                let floor = committed.map_or(self.origin, |c| c).saturating_sub(1);
+                self.base_good = floor.min(delivered.saturating_sub(1));
+            }
+        }
+        self.range_end = self.range_end.min(delivered);
+        if let Some(until) = now.checked_add(cfg.backoff(self.failures)) {
+            self.backoff_until = (until > now).then_some(until);
+        }
+        self.asked_beyond = false;
+        self.quiet_since = now;
+
+        if let Some(p) = self.diverting {
+            // Still not diverted: hand the record out again so the proxy can retry a
+            // failed write.
+            self.write_in_flight = Some(now);
+            return Some(self.poison(p, f.reason, now));
+        }
+        let good = self.good_to();
+        if good.saturating_add(1) < self.range_end {
+            self.confirmations = 0;
+            self.next_window(now);
+            return None;
+        }
+        let suspect = self.range_end;
+        if self.confirm_offset != suspect {
+            self.confirm_offset = suspect;
+            self.confirmations = 0;
+        }
+        self.confirmations = self.confirmations.saturating_add(1);
+        self.window_end = suspect;
+        if self.confirmations < cfg.isolation_confirmations {
+            return None;
+        }
+        self.diverting = Some(suspect);
+        self.write_in_flight = Some(now);
+        let poison = self.poison(suspect, f.reason, now);
+        sink.emit(Event::PoisonFound {
+            offset: suspect,
+            deliveries: poison.deliveries,
+            reason: f.reason,
+        });
+        Some(poison)
+    }
+
+    /// The dead-letter write of `offset` failed: deliver the record again, so the next
+    /// failure hands it out for another write.
+    pub(crate) fn divert_failed(&mut self, offset: i64) {
+        if self.diverting == Some(offset) {
+            self.write_in_flight = None;
+        }
+    }
+
+    /// The commit moved to `committed`; returns how isolation ends, if it does.
+    pub(crate) fn on_commit(&mut self, committed: i64, now: Instant) -> Option<IsolationOutcome> {
+        self.base_good = self.base_good.max(committed.saturating_sub(1));
+        self.quiet_since = now;
+        self.last_progress = now;
+        if let Some(p) = self.diverting {
+            return (committed > p).then_some(IsolationOutcome::CommitPassedPoison);
+        }
+        if committed > self.range_end {
+            return Some(IsolationOutcome::Transient);
+        }
+        if self.tentative.is_some_and(|t| t.good_to < committed) {
+            self.tentative = None;
+        }
+        if committed > self.window_end {
+            if self.asked_beyond {
+                self.commits_when_done = true;
+            }
+            self.next_window(now);
+        }
+        None
+    }
+
+    /// A window that stayed quiet while the consumer asked for more is taken as
+    /// processed; returns how isolation ends, if it does.
+    pub(crate) fn check_idle(
+        &mut self,
+        cfg: &DetectConfig,
+        now: Instant,
+        sink: &mut Sink,
+    ) -> Option<IsolationOutcome> {
+        if self.diverting.is_some() {
+            return None;
+        }
+        let give_up = cfg.isolation_idle_timeout.saturating_mul(QUIET_CAP * 2);
+        if now.saturating_duration_since(self.last_progress) >= give_up {
+            return Some(IsolationOutcome::Unresolved);
+        }
+        if !self.asked_beyond || self.delivered_end.is_none() {
+            return None;
+        }
+        // The consumer must still be asking: a client that stopped fetching may be hung.
+        if !self.waiting_at_gate(cfg, now) {
+            return None;
+        }
+        if self.commits_when_done || self.hangs {
+            // This consumer commits what it has processed, or kept fetching while it hung:
+            // a quiet window means hung or slow, not processed. Wait for the failure (an
+            // eviction comes) or the commit.
+            return None;
+        }
+        let timeout = self.quiet_timeout(cfg);
+        let quiet_for = now.saturating_duration_since(self.quiet_since);
+        if quiet_for < timeout {
+            return None;
+        }
+        let previous_end = self.window_end;
+        self.tentative = Some(Tentative {
+            good_to: previous_end.max(self.good_to()),
+            timeout,
+        });
+        if self.good_to() >= self.range_end {
+            return Some(IsolationOutcome::NoFailure);
+        }
+        self.next_window(now);
+        sink.emit(Event::WindowWidened {
+            previous_end,
+            window_end: self.window_end,
+            quiet_for,
+        });
+        None
+    }
+}
