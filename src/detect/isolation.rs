@@ -8,11 +8,21 @@
 //! offset itself (a consumer that retries per record names its poison at once) and then
 //! sits halfway between the two bounds.
 //!
+//! Only strong failures count: the same connection going back (an in-process retry), or
+//! a member leaving or being lost before another fetches the window again. A partition
+//! merely moving to another member is what a rebalance looks like; it never narrows the
+//! search nor confirms a record.
+//!
 //! Quiet-window evidence is what lets a consumer that commits every N records be searched
-//! at all, but a slow consumer can fake it. So the quiet timeout grows to twice the
-//! slowest failure seen (how long this consumer takes to fail), quiet evidence gathered
-//! with a shorter timeout is dropped when that happens, and a failure inside a window
-//! believed good drops the belief.
+//! at all, but it can lie, so it is used only when it cannot:
+//! - the consumer must be asking for more right now (a hung Java client stops fetching);
+//! - not for a consumer that commits what it processed (then quiet means hung or slow),
+//!   nor for one seen fetching while its application hung (librdkafka-style prefetch);
+//! - the quiet timeout is at least twice the longest time this consumer took to fail
+//!   (a hang shows as its eviction time), and evidence gathered with a shorter timeout
+//!   is dropped when that grows; a failure inside a window believed good drops it too.
+//!
+//! A search that makes no progress for long is abandoned: never a stuck partition.
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +38,8 @@ const QUIET_CAP: u32 = 32;
 pub(crate) struct Failure {
     /// How it looked.
     pub reason: Reason,
-    /// Whether it is strong evidence: a crash, a leave, a seek-back or a stall, rather
-    /// than the partition simply moving to another member.
+    /// Whether it is strong evidence: a seek-back, or a member lost or left, rather than
+    /// the partition simply moving to another member.
     pub strong: bool,
 }
 
@@ -64,6 +74,13 @@ pub(crate) struct Isolation {
     /// The consumer once committed a whole window while waiting at the gate: it commits
     /// what it has processed, so a quiet window means hung or slow, not processed.
     commits_when_done: bool,
+    /// The consumer hangs while its client keeps fetching: a quiet window may be a hung
+    /// one, so quiet windows prove nothing.
+    hangs: bool,
+    /// Latest fetch past the window end.
+    last_ask_beyond: Option<Instant>,
+    /// Latest narrowing of the search (either bound, the window, or the commit moved).
+    last_progress: Instant,
     /// Slowest failure seen: delivery to re-delivery.
     max_latency: Duration,
     failures: u32,
@@ -80,7 +97,13 @@ pub(crate) struct Isolation {
 }
 
 impl Isolation {
-    pub(crate) fn start(origin: i64, range_end: i64, count: &OffsetCount, now: Instant) -> Self {
+    pub(crate) fn start(
+        origin: i64,
+        range_end: i64,
+        count: &OffsetCount,
+        hangs: bool,
+        now: Instant,
+    ) -> Self {
         Isolation {
             origin,
             range_end,
@@ -93,6 +116,9 @@ impl Isolation {
             asked_beyond: false,
             last_delivery: None,
             commits_when_done: false,
+            hangs,
+            last_ask_beyond: None,
+            last_progress: now,
             max_latency: count.max_gap,
             failures: 0,
             confirm_offset: -1,
@@ -126,9 +152,20 @@ impl Isolation {
         self.diverting == Some(offset) || (offset > self.good_to() && offset <= self.range_end)
     }
 
-    /// When the gate last let new records through.
-    pub(crate) fn window_opened_at(&self) -> Instant {
-        self.window_opened
+    /// Start of the stall clock in isolation: the gate opening a window or handing out
+    /// records is new work, and waiting at the gate is not a stall.
+    pub(crate) fn work_given_at(&self) -> Instant {
+        self.last_delivery
+            .map_or(self.window_opened, |d| d.max(self.window_opened))
+    }
+
+    /// The consumer has received the window and keeps asking for more.
+    pub(crate) fn waiting_at_gate(&self, cfg: &DetectConfig, now: Instant) -> bool {
+        let recent = cfg.isolation_idle_timeout / 4;
+        self.asked_beyond
+            && self
+                .last_ask_beyond
+                .is_some_and(|t| now.saturating_duration_since(t) <= recent)
     }
 
     /// How long a window must stay quiet to count as processed.
@@ -140,6 +177,7 @@ impl Isolation {
 
     /// Moves the window end halfway into the remaining range.
     fn next_window(&mut self, now: Instant) {
+        self.last_progress = now;
         let good = self.good_to();
         let half = (self.range_end.saturating_sub(good) / 2).max(1);
         let end = good.saturating_add(half).min(self.range_end);
@@ -175,7 +213,7 @@ impl Isolation {
         }
         let end = self.window_end;
         if fetch_offset > end {
-            self.asked_beyond = true;
+            self.note_ask_beyond(now);
             return Action::Withhold;
         }
         if v.first > end {
@@ -202,10 +240,15 @@ impl Isolation {
         self.last_delivery = Some(now);
     }
 
-    pub(crate) fn note_fetch_without_records(&mut self, fetch_offset: i64) {
+    pub(crate) fn note_fetch_without_records(&mut self, fetch_offset: i64, now: Instant) {
         if fetch_offset > self.window_end {
-            self.asked_beyond = true;
+            self.note_ask_beyond(now);
         }
+    }
+
+    fn note_ask_beyond(&mut self, now: Instant) {
+        self.asked_beyond = true;
+        self.last_ask_beyond = Some(now);
     }
 
     /// A re-delivery of `first` is a failure when `first` was delivered since the last
@@ -233,8 +276,15 @@ impl Isolation {
         now: Instant,
         sink: &mut Sink,
     ) -> Option<Poison> {
+        if !f.strong {
+            // The partition moved to another member with nobody leaving or crashing: a
+            // rebalance looks exactly like this. Not a failure.
+            return None;
+        }
         let delivered = self.delivered_end.take()?;
         self.failures = self.failures.saturating_add(1);
+        self.last_progress = now;
+
         // How long this consumer takes to fail once it has its records. (The time since
         // the re-delivered offset was last delivered would also count the quiet waits.)
         if let Some(d) = self.last_delivery {
@@ -279,12 +329,7 @@ impl Isolation {
             self.confirm_offset = suspect;
             self.confirmations = 0;
         }
-        // The partition merely moving to another member (a rebalance storm looks the
-        // same) narrows the search but never confirms a record: only a crash, a leave,
-        // a seek-back or a stall does.
-        if f.strong {
-            self.confirmations += 1;
-        }
+        self.confirmations = self.confirmations.saturating_add(1);
         self.window_end = suspect;
         if self.confirmations < cfg.isolation_confirmations {
             return None;
@@ -312,6 +357,7 @@ impl Isolation {
     pub(crate) fn on_commit(&mut self, committed: i64, now: Instant) -> Option<IsolationOutcome> {
         self.base_good = self.base_good.max(committed.saturating_sub(1));
         self.quiet_since = now;
+        self.last_progress = now;
         if let Some(p) = self.diverting {
             return (committed > p).then_some(IsolationOutcome::CommitPassedPoison);
         }
@@ -338,19 +384,30 @@ impl Isolation {
         now: Instant,
         sink: &mut Sink,
     ) -> Option<IsolationOutcome> {
-        if self.diverting.is_some() || !self.asked_beyond || self.delivered_end.is_none() {
+        if self.diverting.is_some() {
+            return None;
+        }
+        let give_up = cfg.isolation_idle_timeout.saturating_mul(QUIET_CAP * 2);
+        if now.saturating_duration_since(self.last_progress) >= give_up {
+            return Some(IsolationOutcome::Unresolved);
+        }
+        if !self.asked_beyond || self.delivered_end.is_none() {
+            return None;
+        }
+        // The consumer must still be asking: a client that stopped fetching may be hung.
+        if !self.waiting_at_gate(cfg, now) {
+            return None;
+        }
+        if self.commits_when_done || self.hangs {
+            // This consumer commits what it has processed, or kept fetching while it hung:
+            // a quiet window means hung or slow, not processed. Wait for the failure (an
+            // eviction comes) or the commit.
             return None;
         }
         let timeout = self.quiet_timeout(cfg);
         let quiet_for = now.saturating_duration_since(self.quiet_since);
         if quiet_for < timeout {
             return None;
-        }
-        if self.commits_when_done {
-            // This consumer commits what it has processed: a quiet window means it is
-            // hung or slow. Wait for the failure (an eviction comes), but not forever.
-            let give_up = cfg.isolation_idle_timeout.saturating_mul(QUIET_CAP);
-            return (quiet_for >= give_up).then_some(IsolationOutcome::Unresolved);
         }
         let previous_end = self.window_end;
         self.tentative = Some(Tentative {

@@ -41,7 +41,8 @@ pub(crate) struct OffsetCount {
     pub first: Instant,
     /// Latest delivery.
     pub last: Instant,
-    /// Longest time between two deliveries: how long the consumer takes to fail.
+    /// Longest failing session: from the commit moving (or the previous re-delivery)
+    /// to this re-delivery. A hang shows here as its eviction time.
     pub max_gap: Duration,
     /// How the latest re-delivery looked.
     pub reason: Reason,
@@ -87,6 +88,8 @@ pub(crate) struct PartitionState {
     /// became outstanding.
     progress_at: Instant,
     stalled: bool,
+    /// A member that already had records fetched again while the commit was stalled.
+    fetched_while_stalled: bool,
     departed: Option<Departure>,
     /// Latest call for this key.
     pub last_seen: Instant,
@@ -105,6 +108,7 @@ impl PartitionState {
             history: VecDeque::new(),
             progress_at: now,
             stalled: false,
+            fetched_while_stalled: false,
             departed: None,
             last_seen: now,
             isolation: None,
@@ -153,29 +157,23 @@ impl PartitionState {
         }
     }
 
-    /// How a re-delivery on `conn` looks, and whether that is strong evidence of a
-    /// failure (a plain move to another member is not).
+    /// How a re-delivery on `conn` looks, and whether it is strong evidence of a
+    /// failure: the same connection went back (a retry), or a member left or was lost
+    /// since the last delivery. A plain move to another member with nobody gone is what
+    /// a rebalance looks like, stalled commit or not.
     fn classify(&self, conn: ConnId) -> (Reason, bool) {
-        if self.stalled {
-            (Reason::Stalled, true)
-        } else if self.conns.iter().any(|c| c.conn == conn) {
-            (Reason::SeekBack, true)
+        let same_conn = self.conns.iter().any(|c| c.conn == conn);
+        let strong = same_conn || self.departed.is_some();
+        let reason = if self.stalled {
+            Reason::Stalled
+        } else if same_conn {
+            Reason::SeekBack
+        } else if self.departed == Some(Departure::Lost) {
+            Reason::CrashLoop
         } else {
-            match self.departed {
-                Some(Departure::Lost) => (Reason::CrashLoop, true),
-                Some(Departure::Left) => (Reason::Redelivery, true),
-                None => (Reason::Redelivery, false),
-            }
-        }
-    }
-
-    /// Time since `offset` was last delivered, from the recent deliveries.
-    fn since_last_delivery_of(&self, offset: i64, now: Instant) -> Option<Duration> {
-        self.history
-            .iter()
-            .rev()
-            .find(|d| d.first <= offset && offset <= d.last)
-            .map(|d| now.saturating_duration_since(d.at))
+            Reason::Redelivery
+        };
+        (reason, strong)
     }
 
     fn first_delivery_of(&self, offset: i64) -> Option<Instant> {
@@ -194,7 +192,9 @@ impl PartitionState {
         limits: &DetectorLimits,
     ) -> u32 {
         let weight = if reason == Reason::Stalled { 2 } else { 1 };
-        let gap = self.since_last_delivery_of(offset, now).unwrap_or_default();
+        // How long one failing session lasted: since the commit last moved or the last
+        // re-delivery was counted (a hang shows here as its eviction time).
+        let gap = now.saturating_duration_since(self.progress_at);
         let first = self.first_delivery_of(offset).unwrap_or(now);
         let entry = self.counts.entry(offset).or_insert(OffsetCount {
             count: 1,
@@ -274,10 +274,18 @@ impl PartitionState {
         if self.stalled || !self.outstanding() {
             return;
         }
+        if self
+            .isolation
+            .as_ref()
+            .is_some_and(|iso| iso.waiting_at_gate(&self.cfg, now))
+        {
+            // The consumer keeps asking for what the gate holds back: it waits for us.
+            return;
+        }
         // A window opened by the gate restarts the clock: a consumer held back by the
         // gate is not stalled by its own doing.
         let since = self.isolation.as_ref().map_or(self.progress_at, |iso| {
-            iso.window_opened_at().max(self.progress_at)
+            iso.work_given_at().max(self.progress_at)
         });
         let still_for = now.saturating_duration_since(since);
         if still_for >= self.cfg.stall_timeout {
@@ -305,9 +313,13 @@ impl PartitionState {
         self.last_seen = now;
         self.refresh_stall(now, sink);
         self.check_isolation_idle(now, sink);
+        let fetched_while_stalled = self.fetched_while_stalled;
+        if self.stalled && self.conns.iter().any(|c| c.conn == conn) {
+            self.fetched_while_stalled = true;
+        }
         let Some(v) = visible else {
             if let Some(iso) = &mut self.isolation {
-                iso.note_fetch_without_records(fetch_offset);
+                iso.note_fetch_without_records(fetch_offset, now);
             }
             return DeliveryDecision::pass();
         };
@@ -319,19 +331,23 @@ impl PartitionState {
         let mut poison = None;
         if self.is_redelivery(v.first, conn) {
             let (reason, strong) = self.classify(conn);
-            if let Some(iso) = &mut self.isolation {
-                if iso.is_failure(v.first) {
-                    self.stalled = false;
-                    self.progress_at = now;
-                    let failure = Failure { reason, strong };
-                    poison = iso.on_failure(failure, self.committed, &cfg, now, sink);
+            let failing = self.isolation.as_ref().map(|iso| iso.is_failure(v.first));
+            if failing == Some(true) {
+                self.clear_stall(now);
+                let failure = Failure { reason, strong };
+                let committed = self.committed;
+                if let Some(iso) = &mut self.isolation {
+                    poison = iso.on_failure(failure, committed, &cfg, now, sink);
                 }
-            } else {
+            } else if failing.is_none() {
                 let count = self.count_redelivery(v.first, reason, now, limits);
-                self.stalled = false;
-                self.progress_at = now;
+                self.clear_stall(now);
                 if count >= cfg.max_deliveries {
-                    self.start_isolation(v.first, now, sink);
+                    // A client that kept fetching while its application hung looks, in
+                    // isolation, like a consumer idle at the gate: quiet windows would
+                    // lie about it.
+                    let hangs = reason == Reason::Stalled && fetched_while_stalled;
+                    self.start_isolation(v.first, hangs, now, sink);
                 }
             }
         }
@@ -349,7 +365,14 @@ impl PartitionState {
         DeliveryDecision { action, poison }
     }
 
-    fn start_isolation(&mut self, origin: i64, now: Instant, sink: &mut Sink) {
+    /// A stall episode ends: the commit moved, or a re-delivery was counted.
+    fn clear_stall(&mut self, now: Instant) {
+        self.stalled = false;
+        self.fetched_while_stalled = false;
+        self.progress_at = now;
+    }
+
+    fn start_isolation(&mut self, origin: i64, hangs: bool, now: Instant, sink: &mut Sink) {
         let Some(count) = self.counts.get(&origin) else {
             return;
         };
@@ -360,7 +383,7 @@ impl PartitionState {
             deliveries: count.count,
             reason: count.reason,
         });
-        self.isolation = Some(Isolation::start(origin, range_end, count, now));
+        self.isolation = Some(Isolation::start(origin, range_end, count, hangs, now));
     }
 
     fn check_isolation_idle(&mut self, now: Instant, sink: &mut Sink) {
@@ -376,6 +399,8 @@ impl PartitionState {
         let Some(iso) = self.isolation.take() else {
             return;
         };
+        // A new detection episode starts: its first failing session is timed from here.
+        self.progress_at = self.last_seen;
         sink.emit(Event::IsolationEnded { outcome });
         match outcome {
             IsolationOutcome::Diverted => {
@@ -400,8 +425,7 @@ impl PartitionState {
             return;
         }
         self.committed = Some(offset);
-        self.progress_at = now;
-        self.stalled = false;
+        self.clear_stall(now);
         self.counts.retain(|o, _| *o >= offset);
         self.history.retain(|d| d.last >= offset);
         if let Some(iso) = &mut self.isolation {

@@ -585,19 +585,19 @@ impl World<'_> {
         let from = m.fetch_pos;
         let conn = m.conn;
         let end = (from + s.fetch_records).min(self.log_end);
-        if from >= self.log_end && m.current.is_none() && m.buffer.is_empty() {
-            if let CommitPolicy::EveryN(_) = s.commit {
-                // Caught up: an every-N committer commits its tail when idle.
-                let pos = m.app_pos();
-                m.since_commit = 0;
-                if self.committed != Some(pos) {
-                    self.commit(pos);
-                }
+        if from >= self.log_end
+            && m.current.is_none()
+            && m.buffer.is_empty()
+            && !matches!(s.commit, CommitPolicy::IntervalMs(_))
+        {
+            // Caught up: commit the tail when idle (the last records may have been
+            // hidden, so no record processing will trigger the commit).
+            let pos = m.app_pos();
+            m.since_commit = 0;
+            if self.committed != Some(pos) {
+                self.commit(pos);
             }
         }
-        let Some(m) = self.member.as_mut() else {
-            return;
-        };
         if from >= end || self.rng.chance(s.empty_fetch_pct) {
             // Long poll at the log end, or max_bytes too small: no records.
             let _ = self.det.delivery(
@@ -622,11 +622,7 @@ impl World<'_> {
         let decision = self
             .det
             .delivery(&s.cfg, &self.key, from, visible, conn, now);
-        if s.trace
-            && !(matches!(decision.action, Action::Withhold)
-                && self.out.reports.len() % 1 == 0
-                && false)
-        {
+        if s.trace {
             let st = self.det.state(&self.key).and_then(|st| st.isolation);
             eprintln!(
                 "t={t} {conn:?} fetch {from} {visible:?} -> {:?} {:?} iso={st:?}",
