@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing (scripts/setup.sh), builds the binaries, runs
+# the Rust tests (cargo test), then the protocol tests with real clients against a real
+# broker through the proxy (pytest proto-tests). Exits non-zero if anything failed.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -k kafkajs`.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+"$REPO_ROOT/scripts/setup.sh"
+
+log "cargo build"
+cargo build --bins
+
+status=0
+log "cargo test"
+cargo test || status=1
+
+log "pytest proto-tests"
+pytest_status=0
+# Each test has its own time limit (pytest.ini); this bounds the whole run, and SIGINT
+# still lets pytest print its summary.
+timeout -s INT -k 60 3600 \
+    "$PY" -m pytest proto-tests -p no:cacheprovider --durations=10 "$@" || pytest_status=$?
+if [ "$pytest_status" -ne 0 ]; then
+    # 5 means no test ran: a failure too.
+    status=1
+fi
+
+if [ "$status" -ne 0 ]; then
+    log "FAILED (cargo test and/or pytest above)"
+fi
+exit "$status"
