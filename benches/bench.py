@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,10 +96,13 @@ def start_route(name: str, workdir: Path, profile: str) -> Route:
         wait_port("127.0.0.1", relay_port, 10, relay)
         return Route(name, tansu, f"127.0.0.1:{relay_port}", relay,
                      [lambda: stop_process(relay)])
-    if name == "quarantine":
+    if name in ("quarantine", "passthrough"):
+        # "quarantine" runs with its defaults (poison detection on for every topic and
+        # group); "passthrough" turns detection off: the proxy alone.
         tansu = Tansu(port=free_port(), workdir=d).start()
+        extra = "watch:\n  enabled: false\n" if name == "passthrough" else ""
         proxy = Quarantine(upstream=tansu.address, profile=profile, log_level="warn",
-                           workdir=d).start()
+                           workdir=d, extra_yaml=extra).start()
         return Route(name, tansu, proxy.bootstrap, proxy.proc, [proxy.stop])
     raise ValueError(name)
 
@@ -140,21 +144,27 @@ def produce_throughput(bootstrap: str, topic: str, records: int, size: int) -> f
 
 
 def consume_throughput(bootstrap: str, topic: str, records: int) -> float:
-    """Seconds to fetch ``records`` records from the beginning of every partition."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-reader",
-                  "enable.auto.commit": False, "fetch.wait.max.ms": 20,
+    """Seconds to consume ``records`` records from the beginning of every partition, as a
+    member of a consumer group (so quarantine's detection follows the group), timed from the
+    first record received (the group join is not part of the figure)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                  "auto.commit.interval.ms": 1000, "session.timeout.ms": 6000,
+                  "fetch.wait.max.ms": 20,
                   "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 4_194_304,
                   "queued.min.messages": 200_000, "queued.max.messages.kbytes": 1_048_576})
     got = 0
-    start = time.perf_counter()
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    start = None
+    c.subscribe([topic])
     deadline = time.monotonic() + 300
     try:
         while got < records:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"consume: only {got} of {records} records")
-            for msg in c.consume(num_messages=10_000, timeout=0.5):
+            for msg in c.consume(num_messages=10_000, timeout=0.05):
                 if msg.error() is None:
+                    if start is None:
+                        start = time.perf_counter()
                     got += 1
         return time.perf_counter() - start
     finally:
@@ -290,6 +300,7 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def table(res: dict[str, Result]) -> str:
     d, r, q = res.get("direct"), res.get("relay"), res.get("quarantine")
+    pt = res.get("passthrough")
 
     rows = [
         ("produce throughput (MB/s)", "produce_mbs", "{:.1f}"),
@@ -304,15 +315,17 @@ def table(res: dict[str, Result]) -> str:
         ("RSS at start (MiB)", "rss_idle_kib", "{:.1f}"),
         ("RSS with 100 idle connections (MiB)", "rss_100_kib", "{:.1f}"),
     ]
-    out = ["| metric | direct | tcp-relay | quarantine | quarantine / direct "
-           "| quarantine / relay |", "|---|---:|---:|---:|---:|---:|"]
+    out = ["| metric | direct | tcp-relay | quarantine, detection off | quarantine, detection on "
+           "| on / direct | on / relay | off / relay | on / off |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, attr, fmt in rows:
         def get(x: Result | None, attr=attr):
             v = getattr(x, attr) if x else None
             return v / 1024 if v is not None and attr.endswith("_kib") else v
-        cells = [fmt.format(get(x)) if get(x) is not None else "-" for x in (d, r, q)]
+        cells = [fmt.format(get(x)) if get(x) is not None else "-" for x in (d, r, pt, q)]
         out.append(f"| {label} | " + " | ".join(cells)
-                   + f" | {ratio(get(q), get(d))} | {ratio(get(q), get(r))} |")
+                   + f" | {ratio(get(q), get(d))} | {ratio(get(q), get(r))}"
+                   + f" | {ratio(get(pt), get(r))} | {ratio(get(q), get(pt))} |")
     if q and r:
         out.append("")
         out.append(f"Added p99 over the relay: {q.p99 - r.p99:+.0f} µs; "
@@ -328,13 +341,13 @@ def main() -> int:
                     help="rounds; each measures every route once, on a fresh broker")
     ap.add_argument("--latency-requests", type=int, default=2000,
                     help="round trips per route per round")
-    ap.add_argument("--paths", default="direct,relay,quarantine")
+    ap.add_argument("--paths", default="direct,relay,passthrough,quarantine")
     ap.add_argument("--profile", default="release",
                     help="cargo profile of the binaries (debug only to try the script out)")
     args = ap.parse_args()
 
     for name in args.paths.split(","):
-        if name in ("relay", "quarantine"):
+        if name in ("relay", "quarantine", "passthrough"):
             binary = REPO_ROOT / "target" / args.profile / ("tcp-relay" if name == "relay"
                                                             else "quarantine")
             if not binary.exists():

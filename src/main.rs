@@ -113,11 +113,14 @@ fn init_logging(config: &Config) {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Listen for signals before any port opens, so a SIGTERM right after start is a clean
+    // shutdown too.
+    let signals = Signals::install();
     match quarantine::app::start(config).await {
         Ok(app) => {
             let shutdown = app.proxy.shutdown.clone();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                signals.wait().await;
                 tracing::info!("shutting down: no new connections, draining in-flight requests");
                 shutdown.cancel();
             });
@@ -133,17 +136,30 @@ async fn run(config: Config) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT handlers.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn wait(mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
     }
 }
