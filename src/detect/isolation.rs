@@ -24,6 +24,7 @@
 //!
 //! A search that makes no progress for long is abandoned: never a stuck partition.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::config::DetectConfig;
@@ -257,10 +258,31 @@ impl Isolation {
         self.delivered_end.is_some_and(|d| first <= d)
     }
 
-    fn poison(&self, offset: i64, reason: Reason, now: Instant) -> Poison {
+    /// The one record a failure now would name: the delivered part of the window above
+    /// the good records holds exactly one record that can still be the poison.
+    pub(crate) fn single_record_window(&self) -> Option<i64> {
+        let delivered = self.delivered_end?;
+        let good = self.good_to();
+        if delivered <= good {
+            return None;
+        }
+        let hi = delivered.min(self.range_end);
+        (hi == good.saturating_add(1)).then_some(hi)
+    }
+
+    fn poison(
+        &self,
+        offset: i64,
+        counts: &BTreeMap<i64, OffsetCount>,
+        reason: Reason,
+        now: Instant,
+    ) -> Poison {
+        let deliveries = counts
+            .get(&offset)
+            .map_or(self.start_count.saturating_add(self.failures), |c| c.count);
         Poison {
             offset,
-            deliveries: self.start_count.saturating_add(self.failures),
+            deliveries,
             first_delivery: self.first_delivery,
             last_delivery: now,
             reason,
@@ -272,6 +294,7 @@ impl Isolation {
         &mut self,
         f: Failure,
         committed: Option<i64>,
+        counts: &BTreeMap<i64, OffsetCount>,
         cfg: &DetectConfig,
         now: Instant,
         sink: &mut Sink,
@@ -316,7 +339,7 @@ impl Isolation {
             // Still not diverted: hand the record out again so the proxy can retry a
             // failed write.
             self.write_in_flight = Some(now);
-            return Some(self.poison(p, f.reason, now));
+            return Some(self.poison(p, counts, f.reason, now));
         }
         let good = self.good_to();
         if good.saturating_add(1) < self.range_end {
@@ -331,12 +354,17 @@ impl Isolation {
         }
         self.confirmations = self.confirmations.saturating_add(1);
         self.window_end = suspect;
-        if self.confirmations < cfg.isolation_confirmations {
+        // The record itself must have failed `max_deliveries` times: its deliveries
+        // counted beyond the first are failures attributable to it alone.
+        let own_failures = counts
+            .get(&suspect)
+            .map_or(0, |c| c.count.saturating_sub(1));
+        if self.confirmations < cfg.isolation_confirmations || own_failures < cfg.max_deliveries {
             return None;
         }
         self.diverting = Some(suspect);
         self.write_in_flight = Some(now);
-        let poison = self.poison(suspect, f.reason, now);
+        let poison = self.poison(suspect, counts, f.reason, now);
         sink.emit(Event::PoisonFound {
             offset: suspect,
             deliveries: poison.deliveries,

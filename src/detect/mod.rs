@@ -13,9 +13,15 @@
 //!    (another re-delivery) inside the window halves it; a commit past it moves on. The
 //!    search is a bisection on the window end, so a poison record among 500 is named
 //!    after about nine windows, whatever the client prefetched.
-//! 3. A window holding a single suspect record that fails is the poison: the decision
+//! 3. A record is poison once it has itself failed `max_deliveries` times: re-fetched at
+//!    exactly its offset (a seek-back or restart position), or failing as the single
+//!    record of a window. Failures of wider windows only narrow the search. The decision
 //!    carries a [`Poison`], the proxy writes the record to the dead-letter topic, and
 //!    reports [`Detector::diverted`] once the write is acknowledged.
+//!
+//! A re-delivery after a rebalance of the group ([`Detector::rebalance`]) with no member
+//! lost or gone since is no failure at all: eager rebalances hand every partition out
+//! again from its commit.
 //!
 //! No clock is read here: every call takes `now`. No socket is touched.
 
@@ -300,6 +306,17 @@ impl Detector {
         for (key, state) in self.keys.iter_mut() {
             if key.group == group {
                 state.member_gone(conn, now, true);
+            }
+        }
+    }
+
+    /// A member of the group sent JoinGroup: the group rebalances, and its partitions may
+    /// be fetched again from their commits without any failure. A re-delivery that
+    /// follows, with no member lost or gone since, is not counted.
+    pub fn rebalance(&mut self, group: &str, now: Instant) {
+        for (key, state) in self.keys.iter_mut() {
+            if key.group == group {
+                state.rebalance(now);
             }
         }
     }

@@ -91,6 +91,8 @@ pub(crate) struct PartitionState {
     /// A member that already had records fetched again while the commit was stalled.
     fetched_while_stalled: bool,
     departed: Option<Departure>,
+    /// The group rebalanced (a member sent JoinGroup) since the latest delivery.
+    rebalanced: bool,
     /// Latest call for this key.
     pub last_seen: Instant,
     /// The gate, while isolated.
@@ -110,6 +112,7 @@ impl PartitionState {
             stalled: false,
             fetched_while_stalled: false,
             departed: None,
+            rebalanced: false,
             last_seen: now,
             isolation: None,
         }
@@ -188,10 +191,10 @@ impl PartitionState {
         &mut self,
         offset: i64,
         reason: Reason,
+        weight: u32,
         now: Instant,
         limits: &DetectorLimits,
     ) -> u32 {
-        let weight = if reason == Reason::Stalled { 2 } else { 1 };
         // How long one failing session lasted: since the commit last moved or the last
         // re-delivery was counted (a hang shows here as its eviction time).
         let gap = now.saturating_duration_since(self.progress_at);
@@ -263,6 +266,7 @@ impl PartitionState {
             at: now,
         });
         self.departed = None;
+        self.rebalanced = false;
         if let Some(iso) = &mut self.isolation {
             iso.note_delivered(last, now);
         }
@@ -329,18 +333,33 @@ impl PartitionState {
             last: v.last.max(v.first.max(fetch_offset)),
         };
         let mut poison = None;
-        if self.is_redelivery(v.first, conn) {
+        if self.is_redelivery(v.first, conn) && self.rebalance_redelivery() {
+            // The group rebalanced and nobody crashed: the new owner (or the same member,
+            // on the same connection) starts again from the commit. Not a failure; the
+            // stall that a prefetching client shows while it waits is not one either.
+            self.clear_stall(now);
+        } else if self.is_redelivery(v.first, conn) {
             let (reason, strong) = self.classify(conn);
             let failing = self.isolation.as_ref().map(|iso| iso.is_failure(v.first));
             if failing == Some(true) {
                 self.clear_stall(now);
+                if strong {
+                    self.count_isolation_failure(v.first, reason, now, limits);
+                }
                 let failure = Failure { reason, strong };
                 let committed = self.committed;
                 if let Some(iso) = &mut self.isolation {
-                    poison = iso.on_failure(failure, committed, &cfg, now, sink);
+                    poison = iso.on_failure(failure, committed, &self.counts, &cfg, now, sink);
                 }
             } else if failing.is_none() {
-                let count = self.count_redelivery(v.first, reason, now, limits);
+                // A stall counts double, unless a rebalance explains part of it: after a
+                // rebalance only a member that left or crashed makes this a failure.
+                let weight = if reason == Reason::Stalled && !self.rebalanced {
+                    2
+                } else {
+                    1
+                };
+                let count = self.count_redelivery(v.first, reason, weight, now, limits);
                 self.clear_stall(now);
                 if count >= cfg.max_deliveries {
                     // A client that kept fetching while its application hung looks, in
@@ -363,6 +382,41 @@ impl PartitionState {
             Action::Withhold => {}
         }
         DeliveryDecision { action, poison }
+    }
+
+    /// A re-delivery now follows a rebalance of the group that no departed member
+    /// explains. A clean LeaveGroup still explains it (an application that closes its
+    /// consumer on a poison record and restarts, or a hung one evicted by its own
+    /// client): only a rebalance with nobody gone is benign.
+    fn rebalance_redelivery(&self) -> bool {
+        self.rebalanced && self.departed.is_none()
+    }
+
+    /// A failure in isolation counts toward the verdict of exactly the records it is
+    /// attributable to: the offset re-fetched (the seek-back or restart position), and
+    /// the one record of a single-record window. Failures of wider windows only narrow.
+    fn count_isolation_failure(
+        &mut self,
+        first: i64,
+        reason: Reason,
+        now: Instant,
+        limits: &DetectorLimits,
+    ) {
+        let single = self
+            .isolation
+            .as_ref()
+            .and_then(|iso| iso.single_record_window());
+        self.count_redelivery(first, reason, 1, now, limits);
+        if let Some(s) = single.filter(|s| *s != first) {
+            self.count_redelivery(s, reason, 1, now, limits);
+        }
+    }
+
+    /// The group rebalanced: the next re-delivery is benign unless a member left or
+    /// was lost.
+    pub(crate) fn rebalance(&mut self, now: Instant) {
+        self.rebalanced = true;
+        self.last_seen = self.last_seen.max(now);
     }
 
     /// A stall episode ends: the commit moved, or a re-delivery was counted.

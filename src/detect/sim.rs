@@ -95,6 +95,9 @@ pub(crate) struct Scenario {
     /// Rebalances stop at this time.
     pub rebalance_until_ms: u64,
     pub commit_on_revoke: bool,
+    /// Rebalances hand the partition back to the same member (eager protocol: revoked
+    /// and reassigned), which fetches again from the commit on the same connection.
+    pub rebalance_keeps_member: bool,
     /// The healthy consumer is killed and restarted this often, after a clean commit.
     pub healthy_restart_every_ms: Option<u64>,
     /// The first dead-letter writes that fail.
@@ -125,6 +128,7 @@ impl Default for Scenario {
             rebalance_every_ms: None,
             rebalance_until_ms: u64::MAX,
             commit_on_revoke: true,
+            rebalance_keeps_member: false,
             healthy_restart_every_ms: None,
             dlq_fail_first: 0,
             cfg: DetectConfig::default(),
@@ -274,6 +278,8 @@ impl World<'_> {
     fn start_member(&mut self) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
+        // The new member's JoinGroup rebalances the group.
+        self.det.rebalance(GROUP, self.now());
         if let Some(c) = self.committed {
             // OffsetFetch on start-up tells the proxy where the member resumes.
             self.det.commit(&self.key, c, self.now());
@@ -413,6 +419,18 @@ impl World<'_> {
         }
         if self.s.commit_on_revoke {
             self.commit(m.app_pos());
+        }
+        if self.s.rebalance_keeps_member {
+            // Every member rejoins; the partition comes back to the same one, whose
+            // prefetched records are dropped: it fetches again from the commit.
+            self.det.rebalance(GROUP, self.now());
+            let mut m = m;
+            m.buffer.clear();
+            m.current = None;
+            m.fetch_pos = self.committed.unwrap_or(0);
+            m.next_fetch_at = self.t;
+            self.member = Some(m);
+            return;
         }
         // The old member stays in the group; a new one takes the partition.
         self.start_member();

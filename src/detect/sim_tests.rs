@@ -401,7 +401,64 @@ fn healthy_rebalance_storm_never_emits() {
         ..healthy(seed)
     });
     for o in &outs {
+        // Every new owner's JoinGroup is seen: no re-delivery counts, nothing isolates.
+        assert!(!o
+            .reports
+            .iter()
+            .any(|r| matches!(r.event, Event::IsolationStarted { .. })));
+    }
+}
+
+#[test]
+fn seek_backs_fewer_than_max_deliveries_on_nearby_records_are_not_diverted() {
+    // Two records of one 40-record fetch each fail twice in process (seek back to
+    // them), then succeed: the first isolates the partition, the second is failed only
+    // twice and must not be named by the narrowing windows.
+    family("seek-back x2 on two nearby records", |seed| {
+        let a = i64::try_from(Rng::new(seed).below(10)).unwrap_or(0);
+        let b = a + 5 + i64::try_from(Rng::new(seed + 1).below(25)).unwrap_or(12);
+        Scenario {
+            log_len: 40,
+            fetch_records: 40,
+            prefetch: 40,
+            bad: vec![(a, Bad::Transient(2)), (b, Bad::Transient(2))],
+            on_poison: OnPoison::SeekBack,
+            commit: CommitPolicy::PerRecord,
+            proc_ms: 10,
+            ..healthy(seed)
+        }
+    });
+}
+
+#[test]
+fn eager_rebalances_back_to_the_same_member_with_a_stalled_commit_never_emit() {
+    // librdkafka-style: the member holds prefetched records it has not reached (slow
+    // records, a short stall timeout), each rebalance gives the partition back to it
+    // and it fetches again from the commit on the same connection.
+    let outs = family("eager rebalances to the same member, stalled", |seed| {
+        Scenario {
+            log_len: 30,
+            fetch_records: 30,
+            prefetch: 30,
+            commit: CommitPolicy::PerRecord,
+            proc_ms: 4000,
+            rebalance_every_ms: Some(3200 + Rng::new(seed).below(400)),
+            rebalance_until_ms: 40_000,
+            rebalance_keeps_member: true,
+            commit_on_revoke: false,
+            cfg: DetectConfig {
+                stall_timeout: Duration::from_secs(3),
+                ..Default::default()
+            },
+            ..healthy(seed)
+        }
+    });
+    for o in &outs {
         assert!(o
+            .reports
+            .iter()
+            .any(|r| matches!(r.event, Event::StallStarted { .. })));
+        assert!(!o
             .reports
             .iter()
             .any(|r| matches!(r.event, Event::IsolationStarted { .. })));

@@ -476,3 +476,81 @@ fn a_gap_at_the_window_end_lets_the_next_record_through() {
     let d = h.fetch(500, 3, 0, 5, 99);
     assert_eq!(d.action, trim(5));
 }
+
+/// Seek-backs on the same connection: the app re-fetches from `offset`.
+fn seek_back(h: &mut H, ms: u64, offset: i64) -> DeliveryDecision {
+    h.fetch(ms, 1, offset, offset, 39)
+}
+
+#[test]
+fn a_record_is_diverted_only_after_failing_max_deliveries_times_itself() {
+    // 40 records; offset 0 fails twice (isolating the partition), then offset 17 fails.
+    for seventeen_is_poison in [false, true] {
+        let mut h = H::new(DetectConfig::default());
+        h.commit(0, 0);
+        h.fetch(0, 1, 0, 0, 39);
+        seek_back(&mut h, 100, 0);
+        assert_eq!(seek_back(&mut h, 200, 0).action, trim(0));
+        assert_eq!(h.status().phase, Phase::Isolating);
+        h.commit(300, 1);
+        assert_eq!(seek_back(&mut h, 400, 1).action, trim(19));
+        for o in 2..=17 {
+            h.commit(500, o);
+        }
+        // 17 fails twice: the first failure narrows to it, the second is its own.
+        assert_eq!(seek_back(&mut h, 600, 17).poison, None);
+        assert_eq!(seek_back(&mut h, 700, 17).poison, None);
+        if seventeen_is_poison {
+            let p = seek_back(&mut h, 800, 17)
+                .poison
+                .expect("third failure names it");
+            assert_eq!(
+                (p.offset, p.deliveries, p.reason),
+                (17, 4, Reason::SeekBack)
+            );
+        } else {
+            // Processed at the third attempt: isolation goes on and ends without poison.
+            h.commit(800, 18);
+            let mut t = 900;
+            let mut pos = 18;
+            while pos < 40 {
+                let d = seek_back(&mut h, t, pos);
+                assert_eq!(d.poison, None);
+                let end = match d.action {
+                    Action::Trim { last_offset } => last_offset,
+                    Action::Pass => 39,
+                    Action::Withhold => pos - 1,
+                };
+                pos = end + 1;
+                h.commit(t + 50, pos);
+                t += 100;
+            }
+            assert_eq!(h.status().phase, Phase::Normal);
+        }
+    }
+}
+
+#[test]
+fn rebalance_redeliveries_on_the_same_connection_are_not_failures() {
+    let cfg = DetectConfig {
+        stall_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let mut h = H::new(cfg);
+    h.fetch(0, 1, 0, 0, 299);
+    for round in 0..6u64 {
+        let t = 4_000 * (round + 1);
+        // Waiting behind other partitions: the commit stalls.
+        h.reports(t);
+        h.det.rebalance("orders-svc", h.at(t + 100));
+        let d = h.fetch(t + 200, 1, 0, 0, 299);
+        assert_eq!((d.action, d.poison), (Action::Pass, None));
+    }
+    let st = h.status();
+    assert_eq!((st.phase, st.max_count), (Phase::Normal, 0));
+    // A crash followed by the rebalance its restart causes still counts.
+    h.crash(30_000, 1);
+    h.det.rebalance("orders-svc", h.at(30_100));
+    h.fetch(30_200, 2, 0, 0, 299);
+    assert_eq!(h.status().max_count, 2);
+}

@@ -293,6 +293,7 @@ impl ConsumerWatch {
         };
         match api {
             ApiKey::JoinGroup => {
+                self.detector().rebalance(group, now);
                 if let Ok((_, r)) = decode_response::<JoinGroupResponse>(frame, api, version) {
                     if r.error_code == 0 {
                         self.groups()
