@@ -51,11 +51,6 @@ impl TestPki {
         write(&pki.key_file, &key.serialize_pem());
         pki
     }
-
-    /// The directory holding the files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 impl Drop for TestPki {
