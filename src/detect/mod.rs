@@ -409,6 +409,17 @@ impl Detector {
         self.count_phase(|p| matches!(p, Phase::Isolating | Phase::Diverting))
     }
 
+    /// The partitions of `group` being isolated or diverted right now.
+    pub fn isolating_in_group(&self, group: &str) -> Vec<PartitionKey> {
+        self.keys
+            .iter()
+            .filter(|(k, s)| {
+                k.group == group && matches!(s.phase(), Phase::Isolating | Phase::Diverting)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Keys that hold at least one re-delivery count (worth sharing).
     pub fn counted_keys(&self) -> Vec<PartitionKey> {
         self.keys

@@ -116,6 +116,17 @@ impl ConsumerWatch {
                     }
                 }
                 if let Some(key) = &key {
+                    // While one partition of the group is searched, the group's other
+                    // partitions are held back, so a failure can only come from the window.
+                    let isolating = self.detector().isolating_in_group(&key.group);
+                    if !isolating.is_empty() && !isolating.contains(key) {
+                        withheld = true;
+                        if !original.is_empty() {
+                            part.records = Some(Bytes::new());
+                            changed = true;
+                        }
+                        continue;
+                    }
                     let decision = self.detect(conn, key, &work, &out);
                     if decision.action == Action::Withhold {
                         withheld = true;
