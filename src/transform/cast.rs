@@ -4,7 +4,7 @@
 
 use serde_json::{Number, Value};
 
-use super::catalogue::{require_object, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::field_path::FieldPath;
 use super::props::{PropError, Props};
 use super::working::{json_type, DataError, Side, Working};
@@ -193,28 +193,31 @@ pub(crate) fn cast_value(value: &Value, to: CastType) -> Result<Value, String> {
 
 impl Transform for Cast {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        w.update(self.side, |v| match &self.spec {
+        let fields = match &self.spec {
+            Spec::Fields(fields) => fields,
             Spec::Whole(to) => {
-                let cast = cast_value(v, *to).map_err(DataError::new)?;
-                let changed = cast != *v;
-                *v = cast;
-                Ok(changed)
+                w.update(self.side, |v| {
+                    let cast = cast_value(v, *to).map_err(DataError::new)?;
+                    let changed = cast != *v;
+                    *v = cast;
+                    Ok(changed)
+                })?;
+                return Ok(Step::Continue);
             }
-            Spec::Fields(fields) => {
-                require_object(v, "cast types")?;
-                let mut changed = false;
-                for (path, to) in fields {
-                    if let Some(slot) = path.get_mut(v) {
-                        let cast = cast_value(slot, *to)
-                            .map_err(|e| DataError::new(format!("field {}: {e}", path.as_str())))?;
-                        if cast != *slot {
-                            *slot = cast;
-                            changed = true;
-                        }
+        };
+        w.update_object(self.side, "cast types", |object| {
+            for (path, to) in fields {
+                object.update_path(path, |slot| {
+                    let cast = cast_value(slot, *to)
+                        .map_err(|e| DataError::new(format!("field {}: {e}", path.as_str())))?;
+                    let changed = cast != *slot;
+                    if changed {
+                        *slot = cast;
                     }
-                }
-                Ok(changed)
+                    Ok(changed)
+                })?;
             }
+            Ok(())
         })?;
         Ok(Step::Continue)
     }

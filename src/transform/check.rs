@@ -181,7 +181,7 @@ impl Check {
     /// Run the check.
     pub(crate) fn run(&self, w: &mut Working<'_>) -> Verdict {
         match &self.kind {
-            Kind::Json => match w.json(self.side) {
+            Kind::Json => match w.parse(self.side) {
                 Ok(_) => Verdict::Pass,
                 Err(e) => Verdict::Fail {
                     exception: DATA_EXCEPTION,
@@ -190,9 +190,9 @@ impl Check {
             },
             Kind::JsonSchema(validator) => {
                 let show = w.show_values;
-                match w.json(self.side) {
+                match w.whole(self.side) {
                     Ok(None) => Verdict::Pass,
-                    Ok(Some(v)) => match json_schema::violations(validator, v, show) {
+                    Ok(Some(v)) => match json_schema::violations(validator, &v, show) {
                         None => Verdict::Pass,
                         Some(message) => Verdict::Fail {
                             exception: DATA_EXCEPTION,

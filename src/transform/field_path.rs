@@ -51,11 +51,19 @@ impl FieldPath {
         self.segments.last().map(String::as_str).unwrap_or("")
     }
 
+    /// The first segment (a top-level field).
+    pub(crate) fn head(&self) -> &str {
+        self.segments.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// The segments after the first (empty for a top-level field).
+    pub(crate) fn rest(&self) -> &[String] {
+        self.segments.get(1..).unwrap_or_default()
+    }
+
     /// The value at this path, if every step is an object holding the next key.
     pub fn get<'v>(&self, root: &'v Value) -> Option<&'v Value> {
-        self.segments
-            .iter()
-            .try_fold(root, |v, seg| v.as_object()?.get(seg))
+        get_in(root, &self.segments)
     }
 
     /// The object that holds the leaf (the path's parent), if it exists.
@@ -91,6 +99,21 @@ impl FieldPath {
             visit(root, parents, leaf, f);
         }
     }
+}
+
+/// The value `segments` lead to from `value`, if every step is an object holding the
+/// next key.
+pub(crate) fn get_in<'v>(value: &'v Value, segments: &[String]) -> Option<&'v Value> {
+    segments
+        .iter()
+        .try_fold(value, |v, seg| v.as_object()?.get(seg))
+}
+
+/// [`get_in`], mutably.
+pub(crate) fn get_in_mut<'v>(value: &'v mut Value, segments: &[String]) -> Option<&'v mut Value> {
+    segments
+        .iter()
+        .try_fold(value, |v, seg| v.as_object_mut()?.get_mut(seg))
 }
 
 fn visit(

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::catalogue::{object_error, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::field_path::FieldPath;
 use super::props::{PropError, Props};
 use super::working::{DataError, Side, Working};
@@ -35,19 +35,19 @@ pub(crate) fn build_value_to_key(
 
 impl Transform for ValueToKey {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        let key = match w.json(Side::Value)? {
-            None => return Ok(Step::Continue),
-            Some(Value::Object(map)) => {
-                let mut key = Map::with_capacity(self.fields.len());
-                for f in &self.fields {
-                    // A missing field becomes null, as in Connect.
-                    key.insert(f.clone(), map.get(f).cloned().unwrap_or(Value::Null));
-                }
-                key
+        let mut key = None;
+        w.update_object(Side::Value, "copying fields from value to key", |object| {
+            let mut map = Map::with_capacity(self.fields.len());
+            for f in &self.fields {
+                // A missing field becomes null, as in Connect.
+                map.insert(f.clone(), object.get(f)?.cloned().unwrap_or(Value::Null));
             }
-            Some(other) => return Err(object_error(other, "copying fields from value to key")),
-        };
-        w.replace(Side::Key, Value::Object(key));
+            key = Some(map);
+            Ok(())
+        })?;
+        if let Some(key) = key {
+            w.replace(Side::Key, Value::Object(key));
+        }
         Ok(Step::Continue)
     }
 }
@@ -69,12 +69,19 @@ pub(crate) fn build_extract(props: &Props, side: Side) -> Result<Box<dyn Transfo
 
 impl Transform for ExtractField {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        let extracted = match w.json(self.side)? {
-            None => return Ok(Step::Continue),
-            Some(v @ Value::Object(_)) => self.field.get(v).cloned().unwrap_or(Value::Null),
-            Some(other) => return Err(object_error(other, "field extraction")),
-        };
-        w.replace(self.side, extracted);
+        let mut extracted = None;
+        w.update_object(self.side, "field extraction", |object| {
+            extracted = Some(
+                object
+                    .get_path(&self.field)?
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            Ok(())
+        })?;
+        if let Some(extracted) = extracted {
+            w.replace(self.side, extracted);
+        }
         Ok(Step::Continue)
     }
 }

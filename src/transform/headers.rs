@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::catalogue::{require_object, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::field_path::FieldPath;
 use super::props::{PropError, Props};
 use super::working::{DataError, Side, Working};
@@ -126,13 +126,12 @@ pub(crate) fn header_bytes(value: &Value) -> Option<Bytes> {
 impl Transform for HeaderFrom {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
         let mut new_headers = Vec::with_capacity(self.pairs.len());
-        w.update(self.side, |v| {
-            require_object(v, "header conversion")?;
+        w.update_object(self.side, "header conversion", |object| {
             for (field, header) in &self.pairs {
                 let taken = if self.moves {
-                    field.remove(v)
+                    object.remove_path(field)?
                 } else {
-                    field.get(v).cloned()
+                    object.get_path(field)?.cloned()
                 };
                 // A missing field gives a null header, as in Connect.
                 new_headers.push(Header {
@@ -140,7 +139,11 @@ impl Transform for HeaderFrom {
                     value: taken.as_ref().and_then(header_bytes),
                 });
             }
-            Ok(self.moves)
+            if self.moves {
+                // A move counts as a change even when no field was there.
+                object.mark_changed();
+            }
+            Ok(())
         })?;
         if !new_headers.is_empty() {
             w.headers_mut().extend(new_headers);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::catalogue::{require_object, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::props::{PropError, Props};
 use super::working::{DataError, Side, Working};
 
@@ -87,16 +87,15 @@ impl Transform for InsertField {
         let partition = w.partition;
         let offset = w.record.offset;
         let timestamp = w.record.timestamp;
-        w.update(self.side, |v| {
-            let map = require_object(v, "field insertion")?;
+        w.update_object(self.side, "field insertion", |map| {
             if let Some(f) = &self.topic {
-                map.insert(f.clone(), Value::from(topic));
+                map.insert(f, Value::from(topic));
             }
             if let Some(f) = &self.partition {
-                map.insert(f.clone(), Value::from(partition));
+                map.insert(f, Value::from(partition));
             }
             if let Some(f) = &self.offset {
-                map.insert(f.clone(), Value::from(offset));
+                map.insert(f, Value::from(offset));
             }
             if let Some(f) = &self.timestamp {
                 // Kafka's -1 means "no timestamp"; Connect inserts null then.
@@ -105,12 +104,12 @@ impl Transform for InsertField {
                 } else {
                     Value::from(timestamp)
                 };
-                map.insert(f.clone(), ts);
+                map.insert(f, ts);
             }
             if let Some((f, v)) = &self.static_field {
-                map.insert(f.clone(), Value::from(v.as_str()));
+                map.insert(f, Value::from(v.as_str()));
             }
-            Ok(true)
+            Ok(())
         })?;
         Ok(Step::Continue)
     }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::catalogue::{require_object, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::field_path::FieldPath;
 use super::props::{PropError, Props};
 use super::working::{json_type, DataError, Side, Working};
@@ -75,20 +75,19 @@ impl MaskField {
 
 impl Transform for MaskField {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        w.update(self.side, |v| {
-            require_object(v, "masking fields")?;
-            let mut changed = false;
+        w.update_object(self.side, "masking fields", |object| {
             for field in &self.fields {
                 // Absent fields stay absent (Connect would add them as null).
-                if let Some(slot) = field.get_mut(v) {
+                object.update_path(field, |slot| {
                     let masked = self.masked(field, slot)?;
-                    if *slot != masked {
+                    let changed = *slot != masked;
+                    if changed {
                         *slot = masked;
-                        changed = true;
                     }
-                }
+                    Ok(changed)
+                })?;
             }
-            Ok(changed)
+            Ok(())
         })?;
         Ok(Step::Continue)
     }

@@ -10,7 +10,11 @@
 //!
 //! Semantics worth knowing:
 //! - Keys and values are schemaless JSON, parsed at most once per record per pipeline and
-//!   re-encoded only when a transform changed them (key order is preserved).
+//!   re-encoded only when a transform changed them (key order is preserved). An object is
+//!   parsed lazily: split into its top-level fields, each parsed only when a transform
+//!   touches it; untouched fields are written back byte for byte (escapes, number forms
+//!   and inner whitespace as they came), the rest compactly as `serde_json` writes it.
+//!   What is accepted or refused, and with which message, is the same as a full parse.
 //! - A null key or value, or JSON `null`, passes every transform and check untouched.
 //! - Bytes that are not JSON fail a transform that needs them (stage `TRANSFORMATION`)
 //!   and the JSON checks (stage `KEY_CONVERTER`/`VALUE_CONVERTER`).
@@ -35,6 +39,8 @@ mod flatten;
 mod headers;
 mod insert;
 mod json_schema;
+mod lazy_object;
+mod lazy_scan;
 mod mask;
 mod outcome;
 mod pipeline;

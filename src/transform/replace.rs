@@ -1,9 +1,7 @@
 //! ReplaceField: keep only some top-level fields (`include`), drop some (`exclude`) and
 //! rename others (`renames=old:new,...`), keeping the order of the fields.
 
-use serde_json::Map;
-
-use super::catalogue::{require_object, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::props::{PropError, Props};
 use super::working::{DataError, Side, Working};
 
@@ -60,33 +58,25 @@ impl ReplaceField {
             && !self.exclude.iter().any(|f| f == name)
     }
 
-    fn renamed<'a>(&'a self, name: &'a str) -> &'a str {
+    /// The new name of a field, if it is renamed.
+    fn renamed(&self, name: &str) -> Option<&str> {
         self.renames
             .iter()
             .find(|(from, _)| from == name)
-            .map_or(name, |(_, to)| to.as_str())
+            .map(|(_, to)| to.as_str())
     }
 }
 
 impl Transform for ReplaceField {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        w.update(self.side, |v| {
-            let map = require_object(v, "field replacement")?;
+        w.update_object(self.side, "field replacement", |map| {
             let needed = map
                 .keys()
-                .any(|k| !self.keeps(k) || self.renamed(k) != k.as_str());
-            if !needed {
-                return Ok(false);
+                .any(|k| !self.keeps(k) || self.renamed(k).is_some_and(|to| to != k));
+            if needed {
+                map.retain_renamed(|k| self.keeps(k).then(|| self.renamed(k)));
             }
-            let old = std::mem::take(map);
-            let mut out = Map::with_capacity(old.len());
-            for (k, val) in old {
-                if self.keeps(&k) {
-                    out.insert(self.renamed(&k).to_string(), val);
-                }
-            }
-            *map = out;
-            Ok(true)
+            Ok(())
         })?;
         Ok(Step::Continue)
     }

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::catalogue::{require_object, Step, Transform};
+use super::catalogue::{Step, Transform};
 use super::date_format::DateFormat;
 use super::field_path::FieldPath;
 use super::props::{PropError, Props};
@@ -176,24 +176,26 @@ impl TimestampConverter {
 
 impl Transform for TimestampConverter {
     fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError> {
-        w.update(self.side, |v| {
-            let slot = match &self.field {
-                None => v,
-                Some(path) => {
-                    require_object(v, "converting timestamp formats")?;
-                    match path.get_mut(v) {
-                        Some(slot) => slot,
-                        None => return Ok(false),
-                    }
-                }
-            };
-            let converted = self.convert(slot).map_err(|e| match &self.field {
-                Some(p) => DataError::new(format!("field {}: {e}", p.as_str())),
-                None => DataError::new(e),
+        let Some(path) = &self.field else {
+            w.update(self.side, |v| {
+                let converted = self.convert(v).map_err(DataError::new)?;
+                let changed = converted != *v;
+                *v = converted;
+                Ok(changed)
             })?;
-            let changed = converted != *slot;
-            *slot = converted;
-            Ok(changed)
+            return Ok(Step::Continue);
+        };
+        w.update_object(self.side, "converting timestamp formats", |object| {
+            object.update_path(path, |slot| {
+                let converted = self
+                    .convert(slot)
+                    .map_err(|e| DataError::new(format!("field {}: {e}", path.as_str())))?;
+                let changed = converted != *slot;
+                if changed {
+                    *slot = converted;
+                }
+                Ok(changed)
+            })
         })?;
         Ok(Step::Continue)
     }

@@ -2,12 +2,19 @@
 //! JSON at most once, the headers copied only when written, and nothing committed to the
 //! record until the whole pipeline has passed (so a failure under
 //! `errors.tolerance=none` leaves the record exactly as it came).
+//!
+//! An object key or value is parsed lazily ([`LazyObject`]): split into its top-level
+//! fields, each parsed only when a transform touches it, and written back with the
+//! untouched fields copied byte for byte. Transforms that need the whole value (and
+//! nested values other than through a field path) get it parsed in full.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::catalogue::object_error;
+use super::lazy_object::LazyObject;
 use crate::record::{Header, Record};
 
 /// Which part of the record a transform or check works on.
@@ -41,13 +48,18 @@ impl DataError {
 
 /// Where a record's key or value stands.
 #[derive(Debug)]
-enum Slot {
-    /// Not parsed yet; the record's bytes are current.
+enum Slot<'r> {
+    /// Not looked at yet; the record's bytes are current.
     Raw,
-    /// Parsed; unchanged since.
-    Parsed(Value),
-    /// Rewritten; must be re-encoded on commit.
-    Dirty(Value),
+    /// A JSON object, split into fields that are parsed on demand.
+    Object(LazyObject<'r>),
+    /// Parsed as one value (not an object, or a transform needed all of it).
+    Whole {
+        /// The value.
+        value: Value,
+        /// Whether it differs from the record's bytes (re-encode on commit).
+        dirty: bool,
+    },
 }
 
 /// One record under work.
@@ -61,8 +73,8 @@ pub(crate) struct Working<'r> {
     pub partition: i32,
     /// Whether messages may quote payload values (`errors.log.include.messages`).
     pub show_values: bool,
-    key: Slot,
-    value: Slot,
+    key: Slot<'r>,
+    value: Slot<'r>,
     headers: Cow<'r, [Header]>,
 }
 
@@ -112,50 +124,82 @@ impl<'r> Working<'r> {
         }
     }
 
-    fn raw(&self, side: Side) -> Option<&'r Bytes> {
+    /// The original bytes of a side (checks run before any transform, so this is what the
+    /// broker sent).
+    pub(crate) fn original(&self, side: Side) -> Option<&'r Bytes> {
         match side {
             Side::Key => self.record.key.as_ref(),
             Side::Value => self.record.value.as_ref(),
         }
     }
 
-    /// The original bytes of a side (checks run before any transform, so this is what the
-    /// broker sent).
-    pub(crate) fn original(&self, side: Side) -> Option<&'r Bytes> {
-        self.raw(side)
-    }
-
-    fn slot_mut(&mut self, side: Side) -> &mut Slot {
+    fn slot_mut(&mut self, side: Side) -> &mut Slot<'r> {
         match side {
             Side::Key => &mut self.key,
             Side::Value => &mut self.value,
         }
     }
 
-    /// Parse a side if not parsed yet. `Ok(false)` for a null key or value.
+    /// Parse a side if not parsed yet: an object into lazy fields, anything else whole.
+    /// `Ok(false)` for a null key or value.
     fn ensure_parsed(&mut self, side: Side) -> Result<bool, DataError> {
-        let raw = self.raw(side);
+        let raw = self.original(side);
         let slot = self.slot_mut(side);
         if let Slot::Raw = slot {
             let Some(bytes) = raw else {
                 return Ok(false);
             };
-            let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-                DataError::new(format!("the record {} is not valid JSON: {e}", side.noun()))
-            })?;
-            *slot = Slot::Parsed(value);
+            *slot = match LazyObject::parse(bytes) {
+                Some(object) => Slot::Object(object),
+                None => Slot::Whole {
+                    value: parse_whole(bytes, side)?,
+                    dirty: false,
+                },
+            };
         }
         Ok(true)
     }
 
-    /// The side as JSON; `None` for a Kafka null or a JSON `null` (both are "no value" to
-    /// Connect's transforms). Fails when the bytes are not JSON.
-    pub(crate) fn json(&mut self, side: Side) -> Result<Option<&Value>, DataError> {
+    /// Parse a side as one value if not yet. `Ok(false)` for a null key or value.
+    fn ensure_whole(&mut self, side: Side) -> Result<bool, DataError> {
+        let raw = self.original(side);
+        let slot = self.slot_mut(side);
+        match std::mem::replace(slot, Slot::Raw) {
+            Slot::Raw => {
+                let Some(bytes) = raw else {
+                    return Ok(false);
+                };
+                *slot = Slot::Whole {
+                    value: parse_whole(bytes, side)?,
+                    dirty: false,
+                };
+            }
+            Slot::Object(object) => {
+                let dirty = object.is_dirty();
+                *slot = Slot::Whole {
+                    value: object.into_value()?,
+                    dirty,
+                };
+            }
+            whole @ Slot::Whole { .. } => *slot = whole,
+        }
+        Ok(true)
+    }
+
+    /// Check that a side is JSON (a null key or value is fine).
+    pub(crate) fn parse(&mut self, side: Side) -> Result<(), DataError> {
+        self.ensure_parsed(side).map(|_| ())
+    }
+
+    /// The side as one JSON value, for reading; `None` for a Kafka null or a JSON
+    /// `null`. Fails when the bytes are not JSON.
+    pub(crate) fn whole(&mut self, side: Side) -> Result<Option<Cow<'_, Value>>, DataError> {
         if !self.ensure_parsed(side)? {
             return Ok(None);
         }
         Ok(match self.slot_mut(side) {
-            Slot::Parsed(v) | Slot::Dirty(v) if !v.is_null() => Some(&*v),
+            Slot::Object(object) => Some(Cow::Owned(object.to_value()?)),
+            Slot::Whole { value, .. } if !value.is_null() => Some(Cow::Borrowed(&*value)),
             _ => None,
         })
     }
@@ -167,34 +211,56 @@ impl<'r> Working<'r> {
         side: Side,
         f: impl FnOnce(&mut Value) -> Result<bool, DataError>,
     ) -> Result<(), DataError> {
-        if !self.ensure_parsed(side)? {
+        if !self.ensure_whole(side)? {
             return Ok(());
         }
-        let slot = self.slot_mut(side);
-        let changed = match slot {
-            Slot::Parsed(v) | Slot::Dirty(v) if !v.is_null() => f(v)?,
-            _ => false,
-        };
-        if changed {
-            *slot = match std::mem::replace(slot, Slot::Raw) {
-                Slot::Parsed(v) | Slot::Dirty(v) => Slot::Dirty(v),
-                Slot::Raw => Slot::Raw,
-            };
+        if let Slot::Whole { value, dirty } = self.slot_mut(side) {
+            if !value.is_null() && f(value)? {
+                *dirty = true;
+            }
         }
         Ok(())
     }
 
-    /// Replace a side with a new JSON value (`Value::Null` becomes a Kafka null).
-    pub(crate) fn replace(&mut self, side: Side, value: Value) {
-        *self.slot_mut(side) = Slot::Dirty(value);
+    /// Run `f` on the side's top-level fields unless the side is null. A side that is not
+    /// an object fails with Connect's message for `purpose`.
+    pub(crate) fn update_object(
+        &mut self,
+        side: Side,
+        purpose: &str,
+        f: impl FnOnce(&mut LazyObject<'r>) -> Result<(), DataError>,
+    ) -> Result<(), DataError> {
+        if !self.ensure_parsed(side)? {
+            return Ok(());
+        }
+        let slot = self.slot_mut(side);
+        if let Slot::Whole { value, dirty } = slot {
+            match value {
+                Value::Null => return Ok(()),
+                Value::Object(map) => {
+                    let object = LazyObject::from_map(std::mem::take(map), *dirty);
+                    *slot = Slot::Object(object);
+                }
+                other => return Err(object_error(other, purpose)),
+            }
+        }
+        match slot {
+            Slot::Object(object) => f(object),
+            Slot::Raw | Slot::Whole { .. } => Ok(()),
+        }
     }
 
-    /// Whether the current value is null (Kafka null or JSON null after a rewrite).
+    /// Replace a side with a new JSON value (`Value::Null` becomes a Kafka null).
+    pub(crate) fn replace(&mut self, side: Side, value: Value) {
+        *self.slot_mut(side) = Slot::Whole { value, dirty: true };
+    }
+
+    /// Whether the current value is null (Kafka null, or JSON null after a rewrite).
     pub(crate) fn value_is_null(&self) -> bool {
         match &self.value {
             Slot::Raw => self.record.value.is_none(),
-            Slot::Parsed(_) => false,
-            Slot::Dirty(v) => v.is_null(),
+            Slot::Object(_) => false,
+            Slot::Whole { value, dirty } => *dirty && value.is_null(),
         }
     }
 
@@ -210,9 +276,10 @@ impl<'r> Working<'r> {
 
     /// Finish: what to write into the record.
     pub(crate) fn into_changes(self) -> Result<Changes, DataError> {
+        let size = |b: Option<&Bytes>| b.map_or(0, Bytes::len);
         Ok(Changes {
-            key: encode(self.key)?,
-            value: encode(self.value)?,
+            key: encode(self.key, size(self.record.key.as_ref()))?,
+            value: encode(self.value, size(self.record.value.as_ref()))?,
             headers: match self.headers {
                 Cow::Owned(h) => Some(h),
                 Cow::Borrowed(_) => None,
@@ -221,13 +288,28 @@ impl<'r> Working<'r> {
     }
 }
 
-fn encode(slot: Slot) -> Result<Option<Option<Bytes>>, DataError> {
+fn parse_whole(bytes: &[u8], side: Side) -> Result<Value, DataError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| DataError::new(format!("the record {} is not valid JSON: {e}", side.noun())))
+}
+
+/// The new bytes of a side, if it changed (`Some(None)`: it became a Kafka null).
+/// `original_len` sizes the buffer.
+fn encode(slot: Slot<'_>, original_len: usize) -> Result<Option<Option<Bytes>>, DataError> {
     match slot {
-        Slot::Dirty(Value::Null) => Ok(Some(None)),
-        Slot::Dirty(v) => serde_json::to_vec(&v)
+        Slot::Object(object) if object.is_dirty() => {
+            let mut out = Vec::with_capacity(original_len + original_len / 8 + 64);
+            object.write(&mut out)?;
+            Ok(Some(Some(Bytes::from(out))))
+        }
+        Slot::Whole {
+            value: Value::Null,
+            dirty: true,
+        } => Ok(Some(None)),
+        Slot::Whole { value, dirty: true } => serde_json::to_vec(&value)
             .map(|b| Some(Some(Bytes::from(b))))
             .map_err(|e| DataError::new(format!("could not encode JSON: {e}"))),
-        Slot::Raw | Slot::Parsed(_) => Ok(None),
+        Slot::Raw | Slot::Object(_) | Slot::Whole { .. } => Ok(None),
     }
 }
 

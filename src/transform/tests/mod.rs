@@ -4,6 +4,7 @@
 mod checks;
 mod config_errors;
 mod dlq_masking;
+mod lazy_values;
 mod pipeline_behaviour;
 mod registry_client;
 mod support;
