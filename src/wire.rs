@@ -296,20 +296,13 @@ pub fn encode_response<T: Encodable>(
     api: ApiKey,
     version: i16,
 ) -> Result<BytesMut, WireError> {
-    let err = |e: anyhow::Error| WireError::Encode {
+    encode_frame(
+        header,
+        api.response_header_version(version),
+        body,
         api,
         version,
-        message: e.to_string(),
-    };
-    let mut out = BytesMut::with_capacity(256);
-    out.put_i32(0);
-    header
-        .encode(&mut out, api.response_header_version(version))
-        .map_err(err)?;
-    body.encode(&mut out, version).map_err(err)?;
-    let size = (out.len() - PREFIX) as i32;
-    out[..PREFIX].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
+    )
 }
 
 /// Encodes a request (header and body) into a frame with its size prefix.
@@ -319,6 +312,22 @@ pub fn encode_request<T: Encodable>(
     api: ApiKey,
 ) -> Result<BytesMut, WireError> {
     let version = header.request_api_version;
+    encode_frame(
+        header,
+        api.request_header_version(version),
+        body,
+        api,
+        version,
+    )
+}
+
+fn encode_frame<H: Encodable, T: Encodable>(
+    header: &H,
+    header_version: i16,
+    body: &T,
+    api: ApiKey,
+    version: i16,
+) -> Result<BytesMut, WireError> {
     let err = |e: anyhow::Error| WireError::Encode {
         api,
         version,
@@ -326,9 +335,7 @@ pub fn encode_request<T: Encodable>(
     };
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
-    header
-        .encode(&mut out, api.request_header_version(version))
-        .map_err(err)?;
+    header.encode(&mut out, header_version).map_err(err)?;
     body.encode(&mut out, version).map_err(err)?;
     let size = (out.len() - PREFIX) as i32;
     out[..PREFIX].copy_from_slice(&size.to_be_bytes());
