@@ -58,6 +58,8 @@ struct PartitionWork<'a> {
     partition: i32,
     group: String,
     position: i64,
+    /// Offsets quarantined for this group's partition, sorted; read once per response.
+    hidden: Vec<i64>,
 }
 
 impl ConsumerWatch {
@@ -96,11 +98,16 @@ impl ConsumerWatch {
                     .groups()
                     .group_for_fetch(&fetch.client_id, &name, part.partition_index)
                     .map(str::to_owned);
-                let work = PartitionWork {
+                let mut work = PartitionWork {
                     topic: &name,
                     partition: part.partition_index,
                     group: group.clone().unwrap_or_default(),
                     position,
+                    hidden: self.store.hidden(
+                        group.as_deref().unwrap_or_default(),
+                        &name,
+                        part.partition_index,
+                    ),
                 };
                 let key = group
                     .as_deref()
@@ -112,7 +119,7 @@ impl ConsumerWatch {
                         out = self.hide(&work, out);
                     }
                     if let Some(pl) = pipeline {
-                        out = self.run_pipeline(pl, &work, out).await;
+                        out = self.run_pipeline(pl, &mut work, out).await;
                     }
                 }
                 if let Some(key) = &key {
@@ -156,11 +163,11 @@ impl ConsumerWatch {
     /// Removes the records quarantined for this group. On a batch that cannot be
     /// rewritten, nothing is passed on (a hidden record must never reappear).
     fn hide(&self, w: &PartitionWork<'_>, records: Bytes) -> Bytes {
-        let hidden = self.store.hidden(&w.group, w.topic, w.partition);
+        let hidden = &w.hidden;
         if hidden.is_empty() {
             return records;
         }
-        match record_batch::hide_offsets(&records, &hidden) {
+        match record_batch::hide_offsets(&records, hidden) {
             Ok(Some(b)) => {
                 self.metrics.batches_rewritten.inc();
                 b
@@ -175,7 +182,12 @@ impl ConsumerWatch {
     }
 
     /// Runs the topic's pipeline over the records at or after the consumer's position.
-    async fn run_pipeline(&self, pl: &Pipeline, w: &PartitionWork<'_>, records: Bytes) -> Bytes {
+    async fn run_pipeline(
+        &self,
+        pl: &Pipeline,
+        w: &mut PartitionWork<'_>,
+        records: Bytes,
+    ) -> Bytes {
         if pl.needs_prepare() {
             let decoded = decode_from(&records, w.position);
             pl.prepare(&decoded).await;
@@ -235,7 +247,17 @@ impl ConsumerWatch {
         for (record, failure) in failed {
             let offset = record.offset;
             let req = DivertRequest::check(offset, &failure, pl);
-            if let Err(e) = self.diverter.write(&key, &req, Some(record)).await {
+            if let Err(e) = self
+                .diverter
+                .write(&key, &req, Some(record))
+                .await
+                .map(|_| {
+                    // Now quarantined: the detector must not count it as visible.
+                    if let Err(at) = w.hidden.binary_search(&offset) {
+                        w.hidden.insert(at, offset);
+                    }
+                })
+            {
                 self.metrics.dlq_write_failures.inc();
                 tracing::error!(group = %w.group, topic = w.topic, partition = w.partition, offset, error = %e,
                     "dead-letter write of a record that failed a check failed; holding the partition at that record");
@@ -261,8 +283,7 @@ impl ConsumerWatch {
         w: &PartitionWork<'_>,
         records: &Bytes,
     ) -> DeliveryDecision {
-        let hidden = self.store.hidden(&w.group, w.topic, w.partition);
-        let visible = visible_range(records, w.position, &hidden);
+        let visible = visible_range(records, w.position, &w.hidden);
         let cfg = *self.policy.detection(w.topic, &w.group);
         let decision = self.detector().delivery(
             &cfg,
