@@ -3,6 +3,7 @@ commit and resume, rebalance, and addresses."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -163,35 +164,87 @@ class Tracker(ConsumerRebalanceListener):
         self.partitions = sorted(tp.partition for tp in assigned)
 
 
+class Member(threading.Thread):
+    """One group member polling in its own thread, as an application does.
+
+    kafka-python joins and syncs only inside ``poll``; polling two members in turn from
+    one thread lets one member's JoinGroup or SyncGroup wait on the other's turn, and on
+    tansu (which holds JoinGroup for half the session timeout) that can chain rebalances
+    for minutes. A thread per member keeps both joining at once.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, **conf):
+        super().__init__(daemon=True)
+        self.consumer = consumer(bootstrap, group, **conf)
+        self.tracker = Tracker()
+        self.topic = topic
+        self.records: list[Rec] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.consumer.subscribe([self.topic], listener=self.tracker)
+            while not self.stopping.is_set():
+                for batch in self.consumer.poll(timeout_ms=100, max_records=10).values():
+                    with self.lock:
+                        self.records.extend(to_rec(m) for m in batch)
+        except BaseException as e:  # surfaced by wait_for
+            self.error = e
+        finally:
+            self.consumer.close()
+
+    def received(self) -> list[Rec]:
+        with self.lock:
+            return list(self.records)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def wait_for(members: list[Member], done, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        for m in members:
+            assert m.error is None, f"a member's poll loop failed: {m.error!r}"
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout}s waiting for {what}; assignments "
+            f"{[m.tracker.partitions for m in members]}, records "
+            f"{[len(m.received()) for m in members]}")
+        time.sleep(0.05)
+
+
 def test_rebalance_between_two_members(stack, new_topic, group_name):
     topic = new_topic(partitions=4)
     conf = {"enable_auto_commit": True, "auto_commit_interval_ms": 200}
-    a, b = consumer(stack.bootstrap, group_name, **conf), consumer(stack.bootstrap,
-                                                                     group_name, **conf)
-    ta, tb = Tracker(), Tracker()
-    sink: dict[int, list[Rec]] = {}
+    a = Member(stack.bootstrap, group_name, topic, **conf)
+    b = Member(stack.bootstrap, group_name, topic, **conf)
     try:
-        a.subscribe([topic], listener=ta)
-        poll_until([a], lambda: len(ta.partitions) == 4, 60, sink)
+        a.start()
+        wait_for([a], lambda: len(a.tracker.partitions) == 4, 40, "the first assignment")
         first = make_records("before", 200, 4)
         produce(stack.bootstrap, topic, first)
-        poll_until([a], lambda: len(sink.get(0, [])) >= 50, 60, sink, max_records=10)
+        wait_for([a], lambda: len(a.received()) >= 50, 30, "records before the rebalance")
 
-        b.subscribe([topic], listener=tb)
-        poll_until([a, b], lambda: ta.partitions and tb.partitions, 60, sink, max_records=10)
-        assert sorted(ta.partitions + tb.partitions) == [0, 1, 2, 3]
+        b.start()
+        wait_for([a, b], lambda: a.tracker.partitions and b.tracker.partitions, 50,
+                 "both members to hold partitions")
+        assert sorted(a.tracker.partitions + b.tracker.partitions) == [0, 1, 2, 3]
         second = make_records("after", 200, 4)
         produce(stack.bootstrap, topic, second)
 
         want = {r.content() for r in first + second}
-        poll_until([a, b], lambda: want <= {r.content() for v in sink.values() for r in v},
-                   60, sink)
-        after_b = [r for r in sink.get(1, []) if r.value.startswith(b"after")]
+        wait_for([a, b],
+                 lambda: want <= {r.content() for m in (a, b) for r in m.received()}, 30,
+                 "every record")
+        after_b = [r for r in b.received() if r.value.startswith(b"after")]
         assert after_b, "the second member received none of the new records"
-        assert {r.partition for r in after_b} <= set(tb.partitions)
+        assert {r.partition for r in after_b} <= set(b.tracker.partitions)
     finally:
-        a.close()
-        b.close()
+        a.stop()
+        b.stop()
 
 
 def test_metadata_names_only_proxy_addresses(stack, new_topic, group_name):
