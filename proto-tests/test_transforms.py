@@ -133,6 +133,12 @@ def pipelines(registry_url: str, registry_down_url: str) -> list[dict]:
          "checks": [{"type": "json"}],
          "config": {"errors.tolerance": "all",
                     "errors.deadletterqueue.topic.name": "jsononly-rejects"}},
+        {"name": "bare", "topic_pattern": pattern("bare"),
+         "checks": [{"type": "json"}],
+         "config": {"errors.tolerance": "all",
+                    "errors.deadletterqueue.topic.name": "bare-rejects",
+                    "errors.deadletterqueue.topic.replication.factor": 1,
+                    "errors.deadletterqueue.context.headers.enable": False}},
         {"name": "registry", "topic_pattern": pattern("registry"),
          "checks": [{"type": "schema_registry",
                      "registry": {"url": registry_url, "error_cache_ms": 60000}}],
@@ -373,6 +379,28 @@ def test_json_check_diverts_non_json_and_passes_tombstones(stack, request):
         "errors.deadletterqueue.topic.name was ignored")
 
 
+def test_context_headers_disabled_keeps_only_the_origin_headers(stack, request):
+    """errors.deadletterqueue.context.headers.enable=false: the dead letter carries no
+    __connect.errors.* context headers, only the __quarantine.* origin that restore and
+    replay read."""
+    topic = create_topic(stack.bootstrap, topic_name("bare"), 1)
+    group = new_group(request)
+    sent = produce(stack.bootstrap, topic, [(0, b"a", jdump({"ok": 1}), [("h", b"1")]),
+                                            (0, b"b", b"not json", [("h", b"2")]),
+                                            (0, b"c", jdump({"ok": 3}), [])])
+    got = consume_group(stack.bootstrap, topic, group, expect=2)
+    assert [m.key for m in got] == [b"a", b"c"]
+
+    (letter,) = read_direct(stack.broker, "bare-rejects", expect=1)
+    names = [k for k, _ in letter.headers]
+    assert not [k for k in names if k.startswith("__connect.errors.")], names
+    assert letter.header("__quarantine.topic") == topic
+    assert letter.header("__quarantine.offset") == str(sent[1].offset)
+    assert letter.header("__quarantine.group") == group
+    assert letter.header("__quarantine.reason") == "check"
+    assert (letter.key, letter.value, letter.header("h")) == (b"b", b"not json", "2")
+
+
 # --- 5. schema registry -------------------------------------------------------------------
 
 def avro_order(i: int, sku: str) -> bytes:
@@ -429,10 +457,14 @@ def test_schema_registry_unreachable_or_failing_lets_records_pass(stack, request
              (0, b"avro", wire(2, avro_order(1, "x")), [])]
     for prefix in ("regdown", "regfail"):
         topic = create_topic(stack.bootstrap, topic_name(prefix), 1)
+        group = new_group(request) + "-" + prefix
         sent = produce(stack.bootstrap, topic, items)
-        got = consume_group(stack.bootstrap, topic, new_group(request), expect=len(sent))
+        got = consume_group(stack.bootstrap, topic, group, expect=len(sent))
         assert [(m.at, m.value) for m in got] == [(m.at, m.value) for m in sent], prefix
         assert partition_count(stack.broker, f"{topic}.dlq") is None, f"{prefix}: a DLQ appeared"
+        unverified = metric(stack.proxy.metrics_text(), "quarantine_records_unverified_total",
+                            topic=topic, group=group)
+        assert unverified >= len(sent), f"{prefix}: {unverified} records counted as unverified"
     assert registry.hits_for("/broken/schemas/ids/1") >= 1, dict(registry.hits)
     assert registry.hits_for("/broken/schemas/ids/2") >= 1, dict(registry.hits)
     log = proxy_log(stack)

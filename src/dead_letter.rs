@@ -13,7 +13,8 @@
 //! `__quarantine.`. Only the replay counter survives (see below). Then two groups of
 //! headers are appended.
 //!
-//! **1. The style's headers**, chosen by the configured header style:
+//! **1. The style's headers**, chosen by the configured header style (none at all when a
+//! pipeline sets `errors.deadletterqueue.context.headers.enable: false`):
 //!
 //! | style | header | value |
 //! |---|---|---|
@@ -305,12 +306,13 @@ pub fn cap(s: &str, max: usize) -> String {
 }
 
 /// Builds the dead-letter record for `source`; see the module doc for the exact format.
+/// `style` `None` writes no context headers of any style, only the quarantine group.
 /// The result's offset is the source's and means nothing once produced.
 pub fn dead_letter_record(
     source: &Record,
     origin: &Origin,
     diag: &Diagnosis,
-    style: HeaderStyle,
+    style: Option<HeaderStyle>,
     instance: &str,
     limits: &HeaderLimits,
 ) -> Record {
@@ -322,7 +324,8 @@ pub fn dead_letter_record(
     let exception_class = text(&diag.exception_class);
     let message = text(&diag.message);
     match style {
-        HeaderStyle::Connect => {
+        None => {}
+        Some(HeaderStyle::Connect) => {
             let p = "__connect.errors.";
             put(&format!("{p}topic"), Bytes::from(origin.topic.clone()));
             put(
@@ -340,7 +343,7 @@ pub fn dead_letter_record(
             put(&format!("{p}exception.class.name"), exception_class);
             put(&format!("{p}exception.message"), message);
         }
-        HeaderStyle::Spring => {
+        Some(HeaderStyle::Spring) => {
             let p = "kafka_dlt-";
             put(
                 &format!("{p}original-topic"),
@@ -365,7 +368,7 @@ pub fn dead_letter_record(
             put(&format!("{p}exception-fqcn"), exception_class);
             put(&format!("{p}exception-message"), message);
         }
-        HeaderStyle::Kip1191 => {
+        Some(HeaderStyle::Kip1191) => {
             let p = "__dlq.errors.";
             put(&format!("{p}topic"), Bytes::from(origin.topic.clone()));
             put(

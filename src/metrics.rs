@@ -88,6 +88,9 @@ pub struct Metrics {
     pub commit_stalls: Family<TopicGroupLabel, Counter>,
     /// Records that failed a configured check or transform, by topic/group/stage.
     pub check_failures: Family<DivertLabel, Counter>,
+    /// Records passed on without a check's verdict (schema registry down or schema
+    /// unusable), by topic/group.
+    pub records_unverified: Family<TopicGroupLabel, Counter>,
     /// Batches rewritten on the fetch path (records hidden, trimmed or transformed).
     pub batches_rewritten: Counter,
     /// Last time (unix seconds) the admin server rendered metrics; keeps a cheap liveness clue.
@@ -121,6 +124,7 @@ impl Metrics {
             quarantined_offsets: Gauge::default(),
             commit_stalls: Family::default(),
             check_failures: Family::default(),
+            records_unverified: Family::default(),
             batches_rewritten: Counter::default(),
             scrapes: Counter::default(),
             registry: Registry::default(),
@@ -187,6 +191,11 @@ impl Metrics {
             "check_failures",
             "Records that failed a configured check or transform",
             m.check_failures.clone(),
+        );
+        registry.register(
+            "records_unverified",
+            "Records passed to the consumer unchecked because a check could not decide (schema registry unreachable or failing)",
+            m.records_unverified.clone(),
         );
         registry.register(
             "batches_rewritten",

@@ -224,6 +224,12 @@ def dashboard():
                              f"(rate(quarantine_check_failures_total{{{DLQ_SEL}}}[$__rate_interval]))",
                              "{{topic}} / {{group}} / {{reason}}")],
                      description="Records per minute rejected by a configured check or transform."), 8, 8)
+    L.add(timeseries("Records passed unchecked",
+                     [target(f"60 * sum by (topic, group) "
+                             f"(rate(quarantine_records_unverified_total{{{DLQ_SEL}}}[$__rate_interval]))",
+                             "{{topic}} / {{group}}")],
+                     description="Records per minute passed to the consumer without a check's "
+                                 "verdict because the schema registry could not answer."), 8, 8)
 
     L.row("Proxy")
     L.add(timeseries("Requests by API",

@@ -63,7 +63,7 @@ fn build(style: HeaderStyle) -> Record {
         &source(),
         &origin(),
         &diag(),
-        style,
+        Some(style),
         "pod-a",
         &HeaderLimits::default(),
     )
@@ -172,7 +172,7 @@ fn earlier_error_headers_of_every_style_are_stripped() {
         &s,
         &origin(),
         &diag(),
-        HeaderStyle::Connect,
+        Some(HeaderStyle::Connect),
         "pod-a",
         &HeaderLimits::default(),
     );
@@ -206,7 +206,7 @@ fn build_from(s: &Record, style: HeaderStyle) -> Record {
         s,
         &origin(),
         &diag(),
-        style,
+        Some(style),
         "pod-a",
         &HeaderLimits::default(),
     )
@@ -224,7 +224,7 @@ fn long_values_are_capped_on_a_char_boundary() {
         &source(),
         &origin(),
         &d,
-        HeaderStyle::Connect,
+        Some(HeaderStyle::Connect),
         &"i".repeat(500),
         &limits,
     );
@@ -258,7 +258,7 @@ fn dead_lettering_again_does_not_grow_the_record() {
             &source(),
             &origin(),
             &d,
-            style,
+            Some(style),
             "pod-a",
             &HeaderLimits::default(),
         );
@@ -268,7 +268,7 @@ fn dead_lettering_again_does_not_grow_the_record() {
                 &again,
                 &origin(),
                 &d,
-                style,
+                Some(style),
                 "pod-a",
                 &HeaderLimits::default(),
             );
@@ -394,4 +394,36 @@ fn styles_and_reasons_have_stable_spellings() {
         serde_json::to_string(&Stage::KafkaConsume).unwrap(),
         "\"KAFKA_CONSUME\""
     );
+}
+
+#[test]
+fn without_context_headers_only_the_quarantine_group_is_written() {
+    let mut src = source();
+    src.headers
+        .push(Header::new("__connect.errors.topic", "from-an-earlier-run"));
+    let r = dead_letter_record(
+        &src,
+        &origin(),
+        &diag(),
+        None,
+        "pod-a",
+        &HeaderLimits::default(),
+    );
+    for h in &r.headers {
+        assert!(
+            !h.key.starts_with("__connect.errors.")
+                && !h.key.starts_with("kafka_dlt-")
+                && !h.key.starts_with("__dlq.errors."),
+            "unexpected context header {}",
+            h.key
+        );
+    }
+    assert_eq!(raw(&r, keys::TOPIC), origin().topic.as_bytes());
+    assert_eq!(
+        raw(&r, keys::OFFSET),
+        origin().offset.to_string().as_bytes()
+    );
+    assert_eq!(raw(&r, keys::REASON), diag().reason.as_str().as_bytes());
+    let found = parse_origin(&r).expect("origin still readable for restore and replay");
+    assert_eq!(found.origin.offset, origin().offset);
 }

@@ -328,7 +328,7 @@ mod tests {
             &source,
             &origin,
             &diag,
-            HeaderStyle::Spring,
+            Some(HeaderStyle::Spring),
             "pod",
             &HeaderLimits::default(),
         );

@@ -26,9 +26,14 @@ pub struct ErrorHandling {
     pub tolerance: Tolerance,
     /// `errors.deadletterqueue.topic.name`; `None` when empty or absent.
     pub dead_letter_topic: Option<String>,
-    /// `errors.deadletterqueue.topic.replication.factor` (default 3).
-    pub dead_letter_replication_factor: i16,
-    /// `errors.deadletterqueue.context.headers.enable` (default false).
+    /// `errors.deadletterqueue.topic.replication.factor`, used when this pipeline's DLQ
+    /// topic is created; `None` (absent, or -1) means `watch.dead_letter.replication_factor`.
+    pub dead_letter_replication_factor: Option<i16>,
+    /// `errors.deadletterqueue.context.headers.enable`. **Default true**, unlike Connect
+    /// (false): the reason a record was diverted belongs with the record. When false, the
+    /// DLQ copy carries only the `__quarantine.*` headers (origin, reason), which restore
+    /// and replay need, not the header style's `__connect.errors.*` (or Spring, KIP-1191)
+    /// context headers.
     pub context_headers: bool,
     /// `errors.log.enable` (default false).
     pub log_enable: bool,
@@ -47,8 +52,8 @@ impl Default for ErrorHandling {
         ErrorHandling {
             tolerance: Tolerance::None,
             dead_letter_topic: None,
-            dead_letter_replication_factor: 3,
-            context_headers: false,
+            dead_letter_replication_factor: None,
+            context_headers: true,
             log_enable: false,
             log_include_messages: false,
             retry_timeout_ms: 0,
@@ -224,10 +229,11 @@ fn read_error_key(k: &str, v: &PropValue, errors: &mut ErrorHandling) -> Result<
             errors.dead_letter_topic = (!t.is_empty()).then(|| t.to_string());
         }
         "errors.deadletterqueue.topic.replication.factor" => {
-            errors.dead_letter_replication_factor = i16::try_from(int()?)
+            let n = i16::try_from(int()?)
                 .ok()
                 .filter(|n| *n == -1 || *n >= 1)
-                .ok_or("must be -1 (broker default) or a positive number")?;
+                .ok_or("must be -1 (the proxy's default) or a positive number")?;
+            errors.dead_letter_replication_factor = (n >= 1).then_some(n);
         }
         "errors.deadletterqueue.context.headers.enable" => errors.context_headers = boolean()?,
         "errors.log.enable" => errors.log_enable = boolean()?,

@@ -30,6 +30,11 @@ pub struct DivertRequest {
     pub dlq_topic: Option<String>,
     /// Masking of the DLQ copy.
     pub mask: Option<MaskConfig>,
+    /// Whether to write the header style's context headers (`__connect.errors.*`, ...);
+    /// the `__quarantine.*` headers are always written.
+    pub context_headers: bool,
+    /// Replication factor if the DLQ topic has to be created, when not the configured one.
+    pub replication_factor: Option<i16>,
 }
 
 fn wall_ms(at: Instant) -> i64 {
@@ -63,6 +68,8 @@ impl DivertRequest {
             },
             dlq_topic: None,
             mask: None,
+            context_headers: true,
+            replication_factor: None,
         }
     }
 
@@ -90,6 +97,8 @@ impl DivertRequest {
             },
             dlq_topic: pl.errors().dead_letter_topic.clone(),
             mask: pl.dlq_mask().cloned(),
+            context_headers: pl.errors().context_headers,
+            replication_factor: pl.errors().dead_letter_replication_factor,
         }
     }
 
@@ -111,6 +120,8 @@ impl DivertRequest {
             },
             dlq_topic: None,
             mask: None,
+            context_headers: true,
+            replication_factor: None,
         }
     }
 }
@@ -227,7 +238,9 @@ impl Diverter {
             .dlq_topic
             .clone()
             .unwrap_or_else(|| self.policy.dlq_topic(&key.topic, &key.group));
-        let dlq_partitions = self.ensure_topic(&dlq, &key.topic).await?;
+        let dlq_partitions = self
+            .ensure_topic(&dlq, &key.topic, req.replication_factor)
+            .await?;
         let origin = Origin {
             topic: key.topic.clone(),
             partition: key.partition,
@@ -244,7 +257,7 @@ impl Diverter {
             &record,
             &origin,
             &req.diagnosis,
-            style,
+            req.context_headers.then_some(style),
             &self.instance,
             &limits,
         );
@@ -300,7 +313,12 @@ impl Diverter {
     }
 
     /// Makes sure the DLQ topic exists; returns its partition count.
-    async fn ensure_topic(&self, dlq: &str, source: &str) -> Result<i32, String> {
+    async fn ensure_topic(
+        &self,
+        dlq: &str,
+        source: &str,
+        replication_factor: Option<i16>,
+    ) -> Result<i32, String> {
         if let Some(n) = self.partitions(dlq).await {
             return Ok(n);
         }
@@ -314,7 +332,7 @@ impl Diverter {
             .create_topic(
                 dlq,
                 partitions,
-                dl.replication_factor,
+                replication_factor.unwrap_or(dl.replication_factor),
                 &[("cleanup.policy", "delete"), ("retention.ms", &retention)],
             )
             .await

@@ -206,7 +206,18 @@ impl ConsumerWatch {
                     return Verdict::Keep;
                 }
                 match pl.apply(&ctx, r) {
-                    Outcome::Pass { .. } => Verdict::Keep,
+                    Outcome::Pass { unverified, .. } => {
+                        if unverified.is_some() {
+                            self.metrics
+                                .records_unverified
+                                .get_or_create(&TopicGroupLabel {
+                                    topic: w.topic.to_string(),
+                                    group: w.group.clone(),
+                                })
+                                .inc();
+                        }
+                        Verdict::Keep
+                    }
                     Outcome::Filtered => Verdict::Drop,
                     Outcome::Failed(f) => {
                         self.metrics

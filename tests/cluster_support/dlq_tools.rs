@@ -66,7 +66,7 @@ async fn divert(
         record,
         &origin,
         &diag,
-        style,
+        Some(style),
         "test-pod",
         &HeaderLimits::default(),
     );

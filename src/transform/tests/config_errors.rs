@@ -123,7 +123,7 @@ pipelines:
     errors.tolerance: ALL
     errors.deadletterqueue.topic.name: orders-dlq
     errors.deadletterqueue.topic.replication.factor: 1
-    errors.deadletterqueue.context.headers.enable: "true"
+    errors.deadletterqueue.context.headers.enable: "false"
     errors.log.enable: true
     errors.retry.timeout: -1
 "#,
@@ -138,8 +138,8 @@ pipelines:
         &ErrorHandling {
             tolerance: Tolerance::All,
             dead_letter_topic: Some("orders-dlq".to_string()),
-            dead_letter_replication_factor: 1,
-            context_headers: true,
+            dead_letter_replication_factor: Some(1),
+            context_headers: false,
             log_enable: true,
             log_include_messages: false,
             retry_timeout_ms: -1,
