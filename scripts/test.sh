@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing (scripts/setup.sh), builds the binaries, runs
-# the Rust tests (cargo test), then the protocol tests with real clients against a real
+# Runs every test: installs what is missing (scripts/setup.sh), builds the binaries, checks
+# format and lints (cargo fmt, cargo clippy), runs the Rust tests (cargo test), then the protocol tests with real clients against a real
 # broker through the proxy (pytest proto-tests). Exits non-zero if anything failed.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k kafkajs`.
 set -euo pipefail
@@ -14,6 +14,21 @@ log "cargo build"
 cargo build --bins
 
 status=0
+# Style and lints first: cheap, and a failure names the line. Skipped (with a note) only
+# when the toolchain lacks the component.
+if cargo fmt --version >/dev/null 2>&1; then
+    log "cargo fmt --check"
+    cargo fmt --all -- --check || status=1
+else
+    log "cargo fmt not installed; skipping the format check"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    log "cargo clippy"
+    cargo clippy --all-targets --quiet -- -D warnings || status=1
+else
+    log "cargo clippy not installed; skipping lints"
+fi
+
 log "cargo test"
 cargo test || status=1
 
@@ -29,6 +44,6 @@ if [ "$pytest_status" -ne 0 ]; then
 fi
 
 if [ "$status" -ne 0 ]; then
-    log "FAILED (cargo test and/or pytest above)"
+    log "FAILED (format, lints, cargo test and/or pytest above)"
 fi
 exit "$status"

@@ -217,9 +217,8 @@ pub fn group_request(
         ApiKey::LeaveGroup => {
             let flexible = version >= 4;
             let group = owned(r.string(flexible, "group id")?);
-            let member = if version <= 2 {
-                Some(owned(r.string(flexible, "member id")?))
-            } else if r.array_len(flexible, 1, "leaving members")? > 0 {
+            // v0-2 name one member; v3+ a list of them, of which the first is read.
+            let member = if version <= 2 || r.array_len(flexible, 1, "leaving members")? > 0 {
                 Some(owned(r.string(flexible, "member id")?))
             } else {
                 None

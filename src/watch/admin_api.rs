@@ -47,24 +47,30 @@ pub fn routes(watch: Arc<ConsumerWatch>, token: Option<String>) -> Router {
         .with_state(QuarantineApi { watch, token })
 }
 
-fn authorized(api: &QuarantineApi, headers: &HeaderMap) -> Result<(), Response> {
+/// Whether the request carries the configured token (`Authorization: Bearer ...`), compared
+/// in constant time; always true when no token is configured.
+fn authorized(api: &QuarantineApi, headers: &HeaderMap) -> bool {
     let Some(token) = &api.token else {
-        return Ok(());
+        return true;
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
-        Ok(())
-    } else {
-        Err((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())
-    }
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    given.is_some_and(|g| same_bytes(g, token.as_bytes()))
+}
+
+/// Equality that takes the same time wherever the first difference is.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "admin token required\n").into_response()
 }
 
 async fn list(State(api): State<QuarantineApi>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&api, &headers) {
-        return r;
+    if !authorized(&api, &headers) {
+        return unauthorized();
     }
     Json(api.watch.store.list()).into_response()
 }
@@ -74,8 +80,8 @@ async fn quarantine(
     headers: HeaderMap,
     Json(body): Json<ManualQuarantine>,
 ) -> Response {
-    if let Err(r) = authorized(&api, &headers) {
-        return r;
+    if !authorized(&api, &headers) {
+        return unauthorized();
     }
     match api.watch.quarantine_by_hand(&body).await {
         Ok(q) => (StatusCode::CREATED, Json(q)).into_response(),
@@ -88,8 +94,8 @@ async fn release(
     headers: HeaderMap,
     Path((group, topic, partition, offset)): Path<(String, String, i32, i64)>,
 ) -> Response {
-    if let Err(r) = authorized(&api, &headers) {
-        return r;
+    if !authorized(&api, &headers) {
+        return unauthorized();
     }
     match api
         .watch

@@ -344,6 +344,6 @@ impl Diverter {
     async fn partitions(&self, topic: &str) -> Option<i32> {
         let md = self.cluster.metadata(&[topic]).await.ok()?;
         let t = md.topics.get(topic)?;
-        (t.error_code == 0 && !t.partitions.is_empty()).then(|| t.partitions.len() as i32)
+        (t.error_code == 0 && !t.partitions.is_empty()).then_some(t.partitions.len() as i32)
     }
 }

@@ -81,8 +81,11 @@ pub struct ConsumerWatch {
     /// Delivery counts last published per partition: (offset, count) pairs.
     published: Mutex<std::collections::HashMap<PartitionKey, Vec<(i64, u32)>>>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
-    sessions: Mutex<std::collections::HashMap<u64, std::collections::HashMap<(String, i32), i64>>>,
+    sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
 }
+
+/// A fetch session's positions: (topic, partition) → next offset.
+type SessionPositions = std::collections::HashMap<(String, i32), i64>;
 
 impl ConsumerWatch {
     /// Builds a watcher from its parts.

@@ -175,7 +175,7 @@ impl Policy {
             overrides.push((
                 Matcher::compile(&o.topics, &format!("watch.overrides[{i}].topics"))?,
                 Matcher::compile(&o.groups, &format!("watch.overrides[{i}].groups"))?,
-                o.detection.clone(),
+                o.detection,
             ));
         }
         let t = &config.dead_letter.topic_template;
