@@ -199,11 +199,15 @@ impl Cluster {
             };
             match tokio::time::timeout(
                 self.request_timeout,
-                NodeConn::open(stream, &self.client_id, addr.clone()),
+                NodeConn::open(stream, &self.client_id, addr.clone(), self.connector.sasl()),
             )
             .await
             {
                 Ok(Ok(conn)) => return Ok(conn),
+                // The credentials are the cluster's: another broker will refuse them too.
+                Ok(Err(source)) if source.is_authentication() => {
+                    return Err(ClusterError::Client { addr, source })
+                }
                 Ok(Err(source)) => last = ClusterError::Client { addr, source },
                 Err(_) => {
                     last = ClusterError::Timeout {

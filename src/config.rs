@@ -5,11 +5,14 @@
 //! the binary turns any [`ConfigError`] into exit code 64 (`EX_USAGE`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_yaml::Value;
+
+use crate::sasl::{Credentials, Mechanism};
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,9 @@ pub struct UpstreamConfig {
     pub connect_timeout_ms: u64,
     /// TLS towards the brokers.
     pub tls: UpstreamTls,
+    /// SASL for the proxy's own connections (readiness probe, dead-letter writes, state
+    /// topic, `quarantine dlq`); client connections authenticate themselves through it.
+    pub sasl: Option<UpstreamSasl>,
 }
 
 impl Default for UpstreamConfig {
@@ -133,11 +139,12 @@ impl Default for UpstreamConfig {
             bootstrap_servers: vec!["127.0.0.1:9093".into()],
             connect_timeout_ms: 10_000,
             tls: UpstreamTls::default(),
+            sasl: None,
         }
     }
 }
 
-/// TLS towards the brokers (SASL needs no setting: it passes through).
+/// TLS towards the brokers.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamTls {
@@ -151,6 +158,111 @@ pub struct UpstreamTls {
     pub key_file: Option<PathBuf>,
     /// Name to verify the brokers' certificates against, instead of each broker's host.
     pub server_name: Option<String>,
+}
+
+/// `upstream.sasl`: how the proxy authenticates its own connections. Exactly one of
+/// `password` and `password_file`; the file is read when the config is loaded, and from
+/// then on `password` holds its content. `Debug` never shows the password.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: Mechanism,
+    /// The user the proxy authenticates as.
+    pub username: String,
+    /// The password itself.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the password (a mounted secret); one trailing newline is ignored.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for UpstreamSasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl UpstreamSasl {
+    /// Reads `password_file` into `password`, checking that exactly one of them is given.
+    /// A relative `password_file` is read relative to `base_dir`, the config file's folder.
+    fn load_password(&mut self, base_dir: &Path) -> Result<(), ConfigError> {
+        let file = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "upstream.sasl",
+                    "give either `password` or `password_file`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::invalid(
+                    "upstream.sasl.password",
+                    "missing: give `password` or `password_file`",
+                ))
+            }
+            (Some(_), None) => return Ok(()),
+            (None, Some(file)) => base_dir.join(file),
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            ConfigError::invalid(
+                "upstream.sasl.password_file",
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
+        let text = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        if text.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstream.sasl.password_file",
+                format!("{} is empty", file.display()),
+            ));
+        }
+        self.password = Some(text.to_string());
+        Ok(())
+    }
+
+    /// The credentials to authenticate with (after [`Config::load`], which reads the file).
+    pub fn credentials(&self) -> Result<Credentials, ConfigError> {
+        let password = self.password.as_ref().ok_or_else(|| {
+            ConfigError::invalid(
+                "upstream.sasl.password",
+                "missing: give `password` or `password_file`",
+            )
+        })?;
+        Ok(Credentials::new(
+            self.mechanism,
+            self.username.clone(),
+            password.clone(),
+        ))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.username.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstream.sasl.username",
+                "must not be empty",
+            ));
+        }
+        match &self.password {
+            None => Err(ConfigError::invalid(
+                "upstream.sasl.password",
+                "missing: give `password` or `password_file`",
+            )),
+            Some(p) if p.is_empty() => Err(ConfigError::invalid(
+                "upstream.sasl.password",
+                "must not be empty",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
 }
 
 /// Admin HTTP server.
@@ -255,10 +367,13 @@ impl Config {
         } else {
             tree
         };
-        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             ConfigError::invalid(path, e.into_inner().to_string())
         })?;
+        if let Some(sasl) = &mut config.upstream.sasl {
+            sasl.load_password(&base_dir)?;
+        }
         let config = Config { base_dir, ..config };
         config.validate()?;
         Ok(config)
@@ -313,6 +428,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(sasl) = &self.upstream.sasl {
+            sasl.validate()?;
         }
         if let Some(t) = &self.proxy.tls {
             for (key, f) in [
@@ -404,8 +522,16 @@ fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// Keys whose environment values are taken as strings verbatim: a password such as `0123`,
+/// `true` or `null` must not turn into a number, a boolean or nothing.
+const VERBATIM_ENV_KEYS: [&str; 3] = [
+    "upstream.sasl.username",
+    "upstream.sasl.password",
+    "upstream.sasl.password_file",
+];
+
 /// Applies `QUARANTINE__SECTION__KEY=value` variables onto the YAML tree. Values are read as
-/// YAML scalars, so numbers and booleans keep their types.
+/// YAML scalars, so numbers and booleans keep their types (except the SASL user name and password, kept verbatim).
 pub fn apply_env(
     tree: &mut Value,
     env: impl IntoIterator<Item = (String, String)>,
@@ -418,7 +544,11 @@ pub fn apply_env(
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::invalid(name, "empty path segment"));
         }
-        let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        let value = if VERBATIM_ENV_KEYS.contains(&path.join(".").as_str()) {
+            Value::String(raw)
+        } else {
+            serde_yaml::from_str(&raw).unwrap_or(Value::String(raw))
+        };
         set_path(tree, &path, value);
     }
     Ok(())
@@ -506,6 +636,76 @@ mod tests {
             let err = load(yaml, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: `{err}` should name {key}");
         }
+    }
+
+    const SASL: &str = "upstream: {sasl: {mechanism: SCRAM-SHA-512, username: q, password: pw}}";
+
+    #[test]
+    fn sasl_section_parses_into_credentials() {
+        let c = load(SASL, &[]).unwrap();
+        let creds = c.upstream.sasl.as_ref().unwrap().credentials().unwrap();
+        assert_eq!(creds.mechanism, Mechanism::ScramSha512);
+        assert_eq!((creds.username.as_str(), creds.password()), ("q", "pw"));
+        assert!(load("{}", &[]).unwrap().upstream.sasl.is_none());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("\"pw\""), "password shown in {shown}");
+    }
+
+    #[test]
+    fn sasl_errors_name_the_key() {
+        let cases = [
+            ("upstream: {sasl: {mechanism: GSSAPI, username: q, password: p}}", "upstream.sasl.mechanism"),
+            ("upstream: {sasl: {mechanism: scram-sha-512, username: q, password: p}}", "upstream.sasl.mechanism"),
+            ("upstream: {sasl: {mechanism: PLAIN, username: '', password: p}}", "upstream.sasl.username"),
+            ("upstream: {sasl: {mechanism: PLAIN, username: q}}", "upstream.sasl.password"),
+            ("upstream: {sasl: {mechanism: PLAIN, username: q, password: ''}}", "upstream.sasl.password"),
+            ("upstream: {sasl: {mechanism: PLAIN, username: q, password: p, password_file: /etc/hostname}}", "upstream.sasl"),
+            ("upstream: {sasl: {mechanism: PLAIN, username: q, password_file: /no/such/file}}", "upstream.sasl.password_file"),
+            ("upstream: {sasl: {mechanism: PLAIN, username: q, password: p, pasword: x}}", "upstream.sasl"),
+        ];
+        for (yaml, key) in cases {
+            let err = load(yaml, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}")),
+                "{yaml}: `{err}` should name {key}"
+            );
+        }
+        let both = load(cases[5].0, &[]).unwrap_err().to_string();
+        assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn sasl_password_file_is_read_at_load_with_its_newline_trimmed() {
+        let dir = std::env::temp_dir().join(format!("quarantine-sasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "from file\n").unwrap();
+        let yaml = "upstream: {sasl: {mechanism: PLAIN, username: q, password_file: pw}}";
+        let tree: Value = serde_yaml::from_str(yaml).unwrap();
+        let c = Config::from_value_in(tree, dir.clone());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let creds = c.unwrap().upstream.sasl.unwrap().credentials().unwrap();
+        assert_eq!(creds.password(), "from file");
+    }
+
+    #[test]
+    fn sasl_env_overrides_work_and_keep_passwords_verbatim() {
+        let yaml = "upstream: {sasl: {mechanism: PLAIN, username: q}}";
+        let c = load(
+            yaml,
+            &[
+                ("QUARANTINE__UPSTREAM__SASL__PASSWORD", "007"),
+                ("QUARANTINE__UPSTREAM__SASL__MECHANISM", "SCRAM-SHA-256"),
+            ],
+        )
+        .unwrap();
+        let creds = c.upstream.sasl.unwrap().credentials().unwrap();
+        assert_eq!(creds.password(), "007");
+        assert_eq!(creds.mechanism, Mechanism::ScramSha256);
+        let c = load(SASL, &[("QUARANTINE__UPSTREAM__SASL__PASSWORD", "true")]).unwrap();
+        assert_eq!(
+            c.upstream.sasl.unwrap().credentials().unwrap().password(),
+            "true"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod proxy;
 pub mod readiness;
 pub mod record;
 pub mod record_batch;
+pub mod sasl;
 pub mod stream;
 pub mod tls;
 pub mod topics;

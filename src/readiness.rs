@@ -1,12 +1,15 @@
 //! Readiness: the proxy is ready once the upstream cluster has answered a Metadata request,
-//! whether a client's or the probe's own.
+//! whether a client's or the probe's own. With `upstream.sasl` set, the probe's connection
+//! authenticates first (after ApiVersions), as every connection of the proxy's own does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::MetadataRequest;
 
-use crate::kafka_client::KafkaClient;
+use crate::cluster::NodeConn;
+use crate::config::ConfigError;
+use crate::kafka_client::{ClientError, KafkaClient};
 use crate::nodes::brokers_named;
 use crate::proxy::{Proxy, Target};
 
@@ -18,7 +21,16 @@ pub async fn probe(proxy: Arc<Proxy>) {
         match ask(&proxy).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "upstream cluster not reachable yet");
+                let retry_in_ms = backoff.as_millis() as u64;
+                match e {
+                    // NodeConn::open has logged the failure at warn already.
+                    Failure::Client(e) if e.is_authentication() => {
+                        tracing::debug!(error = %e, retry_in_ms, "retrying SASL authentication");
+                    }
+                    e => {
+                        tracing::warn!(error = %e, retry_in_ms, "upstream cluster not reachable yet");
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = proxy.shutdown.cancelled() => return,
@@ -29,13 +41,39 @@ pub async fn probe(proxy: Arc<Proxy>) {
     }
 }
 
-async fn ask(proxy: &Proxy) -> Result<(), String> {
-    let stream = proxy.connect_upstream(Target::Bootstrap).await?;
-    let mut client = KafkaClient::new(stream, "quarantine-probe");
-    let mut md = client
-        .send(&MetadataRequest::default(), 4)
+/// The client id of the probe's connections.
+const PROBE: &str = "quarantine-probe";
+
+/// Why one probe failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// No connection.
+    #[error("{0}")]
+    Connect(String),
+    /// The SASL settings are unusable (a config that skipped loading).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A request (or the authentication) failed on the connection.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+async fn ask(proxy: &Proxy) -> Result<(), Failure> {
+    let stream = proxy
+        .connect_upstream(Target::Bootstrap)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Failure::Connect)?;
+    let mut client = match &proxy.config.upstream.sasl {
+        None => KafkaClient::new(stream, PROBE),
+        Some(sasl) => {
+            let credentials = sasl.credentials()?;
+            let addr = "bootstrap server".to_string();
+            NodeConn::open(stream, PROBE, addr, Some(&credentials))
+                .await?
+                .client
+        }
+    };
+    let mut md = client.send(&MetadataRequest::default(), 4).await?;
     let named = brokers_named(&mut md);
     proxy.nodes.learn(&named).await;
     proxy.mark_ready();

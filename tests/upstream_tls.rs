@@ -211,6 +211,7 @@ async fn clients_connect_with_tls_and_plaintext_is_refused() {
             ca_file: Some(pki.ca_file.clone()),
             ..UpstreamTls::default()
         },
+        sasl: None,
     };
     let c = Cluster::from_config(&upstream, "tls-app")
         .expect("client TLS config")

@@ -1,33 +1,53 @@
 //! Connections of the proxy's own Kafka operations: how to reach a broker (plain or TLS,
-//! as the upstream config says) and one connection per broker with the API versions the
-//! broker announced.
+//! as the upstream config says), and one connection per broker with the API versions the
+//! broker announced, authenticated with `upstream.sasl` when that is set.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::messages::{ApiVersionsRequest, SaslAuthenticateRequest};
+use kafka_protocol::protocol::Request;
 use tokio::net::TcpStream;
 
 use crate::config::{ConfigError, UpstreamConfig, UpstreamTls};
 use crate::kafka_client::{ClientError, KafkaClient};
+use crate::sasl::Credentials;
 use crate::stream::{Stream, TlsStream};
 
-/// Opens streams to brokers: TCP, then TLS when the upstream config asks for it.
+/// Opens streams to brokers: TCP, then TLS when the upstream config asks for it; carries
+/// the SASL credentials that [`NodeConn::open`] authenticates with.
 #[derive(Clone)]
 pub struct Connector {
     tls: Option<(Arc<rustls::ClientConfig>, UpstreamTls)>,
     timeout: Duration,
+    sasl: Option<Arc<Credentials>>,
 }
 
 impl Connector {
-    /// Plain TCP with a connect timeout.
+    /// Plain TCP with a connect timeout, no SASL.
     pub fn plain(timeout: Duration) -> Self {
-        Connector { tls: None, timeout }
+        Connector {
+            tls: None,
+            timeout,
+            sasl: None,
+        }
     }
 
-    /// As the proxy reaches the brokers: `upstream.tls` and `upstream.connect_timeout_ms`.
+    /// The same, authenticating every connection with `credentials`.
+    pub fn with_sasl(mut self, credentials: Credentials) -> Self {
+        self.sasl = Some(Arc::new(credentials));
+        self
+    }
+
+    /// The SASL credentials connections authenticate with, if any.
+    pub fn sasl(&self) -> Option<&Credentials> {
+        self.sasl.as_deref()
+    }
+
+    /// As the proxy reaches the brokers: `upstream.tls`, `upstream.sasl` and
+    /// `upstream.connect_timeout_ms`.
     pub fn from_config(upstream: &UpstreamConfig) -> Result<Self, ConfigError> {
         let tls = if upstream.tls.enabled {
             Some((
@@ -37,9 +57,14 @@ impl Connector {
         } else {
             None
         };
+        let sasl = match &upstream.sasl {
+            Some(s) => Some(Arc::new(s.credentials()?)),
+            None => None,
+        };
         Ok(Connector {
             tls,
             timeout: Duration::from_millis(upstream.connect_timeout_ms),
+            sasl,
         })
     }
 
@@ -98,11 +123,14 @@ pub struct NodeConn {
 }
 
 impl NodeConn {
-    /// Wraps a stream and asks the broker for its API versions (ApiVersions v2).
+    /// Wraps a stream, asks the broker for its API versions (ApiVersions v2) and, with
+    /// `sasl`, authenticates (SaslAuthenticate at the highest of v0 to v2 the broker
+    /// announced). An authentication failure is logged here, once, at warn.
     pub async fn open(
         stream: Stream,
         client_id: &str,
         addr: String,
+        sasl: Option<&Credentials>,
     ) -> Result<NodeConn, ClientError> {
         let mut client = KafkaClient::new(stream, client_id);
         let answer = client.send(&ApiVersionsRequest::default(), 2).await?;
@@ -119,6 +147,17 @@ impl NodeConn {
                 .iter()
                 .map(|a| (a.api_key, a.min_version, a.max_version)),
         );
+        if let Some(credentials) = sasl {
+            let version = versions
+                .pick(SaslAuthenticateRequest::KEY, &(0..=2))
+                .unwrap_or(1);
+            if let Err(e) = client.authenticate(credentials, version).await {
+                if e.is_authentication() {
+                    tracing::warn!(broker = %addr, "{e}");
+                }
+                return Err(e);
+            }
+        }
         Ok(NodeConn {
             client,
             versions,

@@ -106,11 +106,11 @@ fn error_name(code: i16) -> String {
 const LEADERSHIP_CODES: [i16; 3] = [3, 5, 6];
 
 impl ClusterError {
-    /// Whether refreshing metadata and retrying may help.
+    /// Whether refreshing metadata and retrying may help (not after a SASL failure).
     pub fn is_retriable(&self) -> bool {
         match self {
+            ClusterError::Client { source, .. } => !source.is_authentication(),
             ClusterError::Connect { .. }
-            | ClusterError::Client { .. }
             | ClusterError::Timeout { .. }
             | ClusterError::UnknownTopic(_)
             | ClusterError::UnknownPartition { .. }
