@@ -88,6 +88,14 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return 0, ""
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -163,6 +171,8 @@ class Quarantine:
     max_frame_bytes: int = 104857600
     log_level: str = "info"
     extra_yaml: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Environment added after the caller's ``QUARANTINE__`` variables are stripped."""
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="quarantine-")))
     proc: subprocess.Popen | None = None
 
@@ -209,13 +219,16 @@ class Quarantine:
     def binary(self) -> Path:
         return quarantine_bin(self.profile)
 
-    def start(self, timeout: float = 30.0) -> "Quarantine":
+    def start(self, timeout: float = 30.0, wait_ready: bool = True) -> "Quarantine":
+        """Starts the proxy and waits for ``/ready`` (or, with ``wait_ready=False``, only
+        for its client listener)."""
         binary = self.binary()
         if not binary.exists():
             raise StartError(f"{binary} does not exist: run cargo build")
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUARANTINE__")}
         env["NO_COLOR"] = "1"  # plain log files
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(binary), "run", "--config", str(self.config_path)],
@@ -225,7 +238,9 @@ class Quarantine:
             if self.proc.poll() is not None:
                 raise StartError(f"quarantine exited with {self.proc.returncode}:\n"
                                  f"{_tail(self.log_path)}")
-            if http_get(self.admin_url + "/ready", timeout=0.5)[0] == 200:
+            if wait_ready and http_get(self.admin_url + "/ready", timeout=0.5)[0] == 200:
+                return self
+            if not wait_ready and _listening(self.listen_port):
                 return self
             time.sleep(0.05)
         self.stop()
