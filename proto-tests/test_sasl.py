@@ -443,3 +443,17 @@ def test_own_sasl_wrong_password(stack):
     assert "SASL authentication failed" in log, log[-2000:]
     assert WRONG_PROXY_PASSWORD not in log, "the proxy logged its password"
     assert stack.gate.failure_count("quarantine") > before
+
+
+def test_watching_proxy_without_credentials_is_not_ready(stack):
+    """Watching on, no upstream.sasl: the state topic cannot be read, watched fetches are
+    held, so /ready must say so even after a client's Metadata reached the cluster."""
+    q = stack.proxy("watching-no-credentials")
+    AdminClient(rd_conf(q.bootstrap)).list_topics(timeout=10)  # a client's Metadata passes
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        status, body = http_get(q.admin_url + "/ready", 0.5)
+        assert status != 200, "ready although the state topic cannot be read"
+        time.sleep(0.25)
+    assert "quarantine state topic" in body, body
+    assert "cannot read the quarantine state topic" in q.log_text(), q.log_text()[-2000:]

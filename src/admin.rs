@@ -20,14 +20,21 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .with_state(proxy)
 }
 
+/// Ready once the cluster answered Metadata and, when watching, the quarantine state topic
+/// has been read: until then watched fetches are held, so the pod must not claim to serve.
 async fn ready(State(proxy): State<Arc<Proxy>>) -> impl IntoResponse {
-    if proxy.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !proxy.is_ready() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "waiting for the upstream cluster to answer Metadata\n",
         )
+    } else if proxy.watch.as_ref().is_some_and(|w| !w.store.is_loaded()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the quarantine state topic (watched fetches are held until it is read)\n",
+        )
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

@@ -97,6 +97,11 @@ impl Store {
         }
     }
 
+    /// Whether the state topic has been read once (watched fetches wait until it has).
+    pub fn is_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
     /// Waits until the state topic has been read once.
     pub async fn wait_loaded(&self) {
         let mut rx = self.loaded.subscribe();
