@@ -13,8 +13,10 @@ C. The proxy's own connections authenticate (``upstream.sasl``): readiness, a ma
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import struct
 import time
 
@@ -25,7 +27,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError as KafkaPythonError
 
 from conftest import RDKAFKA_FAST, unique_name
-from harness import Quarantine, Tansu, _tail, free_port, http_get, pids_connected_to
+from harness import (Quarantine, Tansu, _tail, free_port, http_get, pids_connected_to,
+                     quarantine_bin)
 from kafka_wire import (api_versions_request, closed_by_peer, metadata_request,
                         parse_api_versions_v0, parse_metadata_v1_brokers, read_frame)
 from kafka_wire import request as wire_request
@@ -426,6 +429,19 @@ def test_own_sasl_manual_quarantine(stack, own_sasl, request):
 
     got = consume(rd_conf(own_sasl.bootstrap), topic, group, 9)
     assert [o for o, _ in got] == [o for o in range(10) if o != 4]
+
+    # The operator's tool reaches the SASL cluster with the same variables as the proxy.
+    def inspect(env: dict[str, str]) -> subprocess.CompletedProcess:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("QUARANTINE__")}
+        return subprocess.run([str(quarantine_bin()), "dlq", "inspect", topic + ".dlq",
+                               "--bootstrap", stack.gate.address, "--json"],
+                              env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    done = inspect(proxy_sasl_env(PROXY_PASSWORD))
+    assert done.returncode == 0, done.stderr
+    letter = json.loads(done.stdout.strip().splitlines()[0])
+    assert letter["origin"]["offset"] == 4 and letter["origin"]["topic"] == topic, letter
+    refused = inspect({})
+    assert refused.returncode != 0, "dlq inspect reached a SASL cluster without credentials"
     # The gate refuses anything unauthenticated, so the DLQ write itself proves the proxy's
     # connection authenticated (it may reuse one opened before this test).
     assert stack.gate.auth_count("quarantine", "SCRAM-SHA-512") > 0

@@ -523,15 +523,18 @@ fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// Keys whose environment values are taken as strings verbatim: a password such as `0123`,
-/// `true` or `null` must not turn into a number, a boolean or nothing.
-const VERBATIM_ENV_KEYS: [&str; 3] = [
+/// `true` or `null` must not turn into a number, a boolean or nothing. The same for the
+/// admin API token.
+const VERBATIM_ENV_KEYS: [&str; 4] = [
+    "admin.token",
     "upstream.sasl.username",
     "upstream.sasl.password",
     "upstream.sasl.password_file",
 ];
 
 /// Applies `QUARANTINE__SECTION__KEY=value` variables onto the YAML tree. Values are read as
-/// YAML scalars, so numbers and booleans keep their types (except the SASL user name and password, kept verbatim).
+/// YAML scalars, so numbers and booleans keep their types (except the secrets and names in
+/// [`VERBATIM_ENV_KEYS`], kept verbatim).
 pub fn apply_env(
     tree: &mut Value,
     env: impl IntoIterator<Item = (String, String)>,
@@ -609,6 +612,14 @@ mod tests {
         assert_eq!(c.proxy.listen, "127.0.0.1:2");
         assert_eq!(c.proxy.node_port_base, 3000);
         assert_eq!(c.upstream.bootstrap_servers, vec!["b:1", "c:2"]);
+    }
+
+    #[test]
+    fn env_admin_token_is_kept_verbatim() {
+        for token in ["0123", "true", "null", "1e3"] {
+            let c = load("{}", &[("QUARANTINE__ADMIN__TOKEN", token)]).unwrap();
+            assert_eq!(c.admin.token.as_deref(), Some(token));
+        }
     }
 
     #[test]

@@ -11,11 +11,10 @@ mod show;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::cluster::{Cluster, ClusterError, Connector, OffsetSpec};
+use crate::cluster::{Cluster, ClusterError, OffsetSpec};
 use crate::config::{split_host_port, Config, ConfigError};
 use crate::dead_letter::{parse_origin, DeadLetterInfo};
 use crate::record::Record;
@@ -46,7 +45,8 @@ pub enum ToolError {
 /// How to reach the cluster.
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
-    /// Bootstrap servers of the cluster, HOST:PORT[,HOST:PORT...].
+    /// Bootstrap servers of the cluster, HOST:PORT[,HOST:PORT...]. TLS and SASL come from
+    /// QUARANTINE__UPSTREAM__* variables (e.g. QUARANTINE__UPSTREAM__SASL__MECHANISM).
     #[arg(long, value_name = "HOST:PORT", global = true)]
     pub bootstrap: Option<String>,
     /// The proxy's YAML config file; its `upstream` section says how to reach the cluster.
@@ -124,7 +124,9 @@ pub struct DlqEntry {
     pub info: Option<DeadLetterInfo>,
 }
 
-/// Builds the cluster client from `--bootstrap` or `--config`.
+/// Builds the cluster client from `--bootstrap` or `--config`. Either way the
+/// `QUARANTINE__UPSTREAM__*` variables apply, so `upstream.tls` and `upstream.sasl` can be
+/// given without a file.
 pub fn connect(args: &ClusterArgs) -> Result<Cluster, ToolError> {
     match (&args.bootstrap, &args.config) {
         (Some(_), Some(_)) => Err(ToolError::Usage(
@@ -143,11 +145,13 @@ pub fn connect(args: &ClusterArgs) -> Result<Cluster, ToolError> {
             if servers.is_empty() {
                 return Err(ToolError::Usage("--bootstrap is empty".into()));
             }
-            Ok(Cluster::new(
-                Connector::plain(Duration::from_secs(10)),
-                servers,
-                "quarantine-dlq",
-            ))
+            // Defaults plus QUARANTINE__* variables (TLS, SASL), as the proxy would read them.
+            let mut config = Config::load(None, std::env::vars())?;
+            config.upstream.bootstrap_servers = servers
+                .iter()
+                .map(|(host, port)| format!("{host}:{port}"))
+                .collect();
+            Ok(Cluster::from_config(&config.upstream, "quarantine-dlq")?)
         }
         (None, Some(file)) => {
             let config = Config::load(Some(file), std::env::vars())?;
