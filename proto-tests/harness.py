@@ -144,7 +144,7 @@ class Tansu:
                 [str(binary), "broker",
                  "--listener-url", f"tcp://127.0.0.1:{self.port}",
                  "--advertised-listener-url", f"tcp://127.0.0.1:{adv}",
-                 "--storage-engine", "memory://tansu/"],
+                 "--storage-engine", "memory://tansu/", *self.extra_args()],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=self.workdir)
         try:
@@ -153,6 +153,10 @@ class Tansu:
             self.stop()
             raise StartError(f"tansu: {e}\n{_tail(self.log_path)}") from None
         return self
+
+    def extra_args(self) -> list[str]:
+        """Further broker flags, for subclasses."""
+        return []
 
     def stop(self) -> None:
         # In-memory storage: nothing to flush, and it may wait seconds for open connections.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from apps.supervisor import Supervisor
-from harness import Quarantine, Stack, StartError, Tansu, _tail, tansu_bin, wait_port, _TANSU_ENV
+from harness import Quarantine, Stack, Tansu, _tail
 
 REASONS = {"crash-loop", "seek-back", "stalled", "redelivery"}
 """The detection reasons the proxy writes in ``__quarantine.reason``."""
@@ -127,27 +126,12 @@ class SchemaTansu(Tansu):
         registry.mkdir(parents=True, exist_ok=True)
         for topic, schema in self.schemas.items():
             (registry / f"{topic}.json").write_text(json.dumps(schema))
-        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
-        env.setdefault("RUST_LOG", "warn")
-        binary = tansu_bin()
-        if not binary.exists():
-            raise StartError(f"tansu is not installed at {binary}: run scripts/setup.sh")
-        with open(self.log_path, "ab") as log:
-            # tansu resolves a file:// registry URL against its working directory.
-            self.proc = subprocess.Popen(
-                [str(binary), "broker",
-                 "--listener-url", f"tcp://127.0.0.1:{self.port}",
-                 "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
-                 "--storage-engine", "memory://tansu/",
-                 "--schema-registry", "file://./schemas"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=self.workdir)
-        try:
-            wait_port("127.0.0.1", self.port, timeout, self.proc)
-        except StartError as e:
-            self.stop()
-            raise StartError(f"tansu: {e}\n{_tail(self.log_path)}") from None
+        super().start(timeout)
         return self
+
+    def extra_args(self) -> list[str]:
+        # tansu resolves a file:// registry URL against its working directory.
+        return ["--schema-registry", "file://./schemas"]
 
 
 class PoisonStack(Stack):

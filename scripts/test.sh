@@ -30,6 +30,8 @@ else
 fi
 
 log "cargo test"
+# The Rust tests against the real broker and real clients must run, never skip.
+export QUARANTINE_TESTS_REQUIRE_REAL=1 QUARANTINE_PYTHON="$PY"
 cargo test || status=1
 
 log "pytest proto-tests"

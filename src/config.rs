@@ -251,17 +251,14 @@ impl UpstreamSasl {
                 "must not be empty",
             ));
         }
-        match &self.password {
-            None => Err(ConfigError::invalid(
-                "upstream.sasl.password",
-                "missing: give `password` or `password_file`",
-            )),
-            Some(p) if p.is_empty() => Err(ConfigError::invalid(
+        // A missing password was reported by `load_password`, which runs first.
+        if self.password.as_deref() == Some("") {
+            return Err(ConfigError::invalid(
                 "upstream.sasl.password",
                 "must not be empty",
-            )),
-            Some(_) => Ok(()),
+            ));
         }
+        Ok(())
     }
 }
 

@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cluster::Connector;
 use crate::config::{split_host_port, Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::nodes::{NodeRegistry, OpenListener};
+use crate::sasl::Credentials;
 use crate::stream::{Stream, TlsStream};
 use crate::watch::ConsumerWatch;
 
@@ -44,7 +46,9 @@ pub struct Proxy {
     ready: AtomicBool,
     next_conn: AtomicU64,
     next_bootstrap: AtomicUsize,
-    upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// How to reach a broker (TCP, then TLS when configured); its SASL credentials are for
+    /// the proxy's own connections only, never applied to a client's.
+    upstream: Connector,
     downstream_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -57,11 +61,7 @@ impl Proxy {
         watch: Option<Arc<ConsumerWatch>>,
     ) -> Result<(Arc<Proxy>, mpsc::UnboundedReceiver<OpenListener>), ConfigError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let upstream_tls = if config.upstream.tls.enabled {
-            Some(crate::tls::upstream_config(&config.upstream.tls)?)
-        } else {
-            None
-        };
+        let upstream = Connector::from_config(&config.upstream)?;
         let downstream_tls = match &config.proxy.tls {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(
                 crate::tls::downstream_config(t)?,
@@ -85,7 +85,7 @@ impl Proxy {
             ready: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             next_bootstrap: AtomicUsize::new(0),
-            upstream_tls,
+            upstream,
             downstream_tls,
         };
         Ok((Arc::new(proxy), rx))
@@ -219,7 +219,7 @@ impl Proxy {
         };
         let mut last = String::from("no upstream address");
         for (host, port) in servers {
-            match self.connect_one(&host, port).await {
+            match self.upstream.connect(&host, port).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e,
             }
@@ -227,24 +227,9 @@ impl Proxy {
         Err(last)
     }
 
-    async fn connect_one(&self, host: &str, port: u16) -> Result<Stream, String> {
-        let timeout = Duration::from_millis(self.config.upstream.connect_timeout_ms);
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| format!("connect to {host}:{port} timed out"))?
-            .map_err(|e| format!("connect to {host}:{port}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        match &self.upstream_tls {
-            None => Ok(Stream::Plain(tcp)),
-            Some(cfg) => {
-                let name = crate::tls::server_name(&self.config.upstream.tls, host)?;
-                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS to {host}:{port}: {e}"))?;
-                Ok(Stream::Tls(Box::new(TlsStream::Client(tls))))
-            }
-        }
+    /// The credentials the proxy's own connections authenticate with (`upstream.sasl`).
+    pub fn own_credentials(&self) -> Option<&Credentials> {
+        self.upstream.sasl()
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use kafka_protocol::messages::MetadataRequest;
 
 use crate::cluster::NodeConn;
-use crate::config::ConfigError;
 use crate::kafka_client::{ClientError, KafkaClient};
 use crate::nodes::brokers_named;
 use crate::proxy::{Proxy, Target};
@@ -50,9 +49,6 @@ enum Failure {
     /// No connection.
     #[error("{0}")]
     Connect(String),
-    /// The SASL settings are unusable (a config that skipped loading).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// A request (or the authentication) failed on the connection.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -63,12 +59,11 @@ async fn ask(proxy: &Proxy) -> Result<(), Failure> {
         .connect_upstream(Target::Bootstrap)
         .await
         .map_err(Failure::Connect)?;
-    let mut client = match &proxy.config.upstream.sasl {
+    let mut client = match proxy.own_credentials() {
         None => KafkaClient::new(stream, PROBE),
-        Some(sasl) => {
-            let credentials = sasl.credentials()?;
+        Some(credentials) => {
             let addr = "bootstrap server".to_string();
-            NodeConn::open(stream, PROBE, addr, Some(&credentials))
+            NodeConn::open(stream, PROBE, addr, Some(credentials))
                 .await?
                 .client
         }

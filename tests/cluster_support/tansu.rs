@@ -1,6 +1,7 @@
 //! A real Kafka-compatible broker for integration tests: the tansu binary named by
 //! `TANSU_BIN`, with in-memory storage, on a free loopback port. Tests skip (with a
-//! message) when `TANSU_BIN` is not set.
+//! message) when `TANSU_BIN` is not set, unless `QUARANTINE_TESTS_REQUIRE_REAL=1` (set by
+//! `scripts/test.sh`) makes that a failure.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -17,13 +18,7 @@ impl Broker {
     /// Starts a broker on a free port, or `None` (after printing why) when `TANSU_BIN` is
     /// not set.
     pub fn start() -> Option<Broker> {
-        let Ok(bin) = std::env::var("TANSU_BIN") else {
-            eprintln!(
-                "SKIPPED: TANSU_BIN is not set; set it to a tansu broker binary to run \
-                 the real-broker tests"
-            );
-            return None;
-        };
+        let bin = tansu_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -83,19 +78,25 @@ impl Drop for Broker {
 /// Runs a Python snippet with confluent-kafka (a real client) and returns its stdout, or
 /// `None` (after printing why) when python3 or confluent-kafka is missing.
 pub fn python(script: &str, args: &[&str]) -> Option<String> {
-    let probe = Command::new("python3")
+    let python = std::env::var("QUARANTINE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
         .args(["-c", "import confluent_kafka"])
         .output();
     if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!("SKIPPED real-client check: python3 with confluent-kafka is not available");
+        assert!(
+            !required(),
+            "{python} with confluent-kafka is not available, and QUARANTINE_TESTS_REQUIRE_REAL \
+             forbids skipping"
+        );
+        eprintln!("SKIPPED real-client check: {python} with confluent-kafka is not available");
         return None;
     }
-    let out = Command::new("python3")
+    let out = Command::new(&python)
         .arg("-c")
         .arg(script)
         .args(args)
         .output()
-        .expect("run python3");
+        .expect("run python");
     assert!(
         out.status.success(),
         "python failed: {}",
@@ -135,3 +136,27 @@ md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=15)
 t = md.topics.get(sys.argv[2])
 print(sys.argv[2], -1 if t is None or t.error else len(t.partitions))
 "#;
+
+/// Whether skipping is forbidden: `scripts/test.sh` sets `QUARANTINE_TESTS_REQUIRE_REAL=1`
+/// (and `QUARANTINE_PYTHON` to its venv), so CI can never pass a real-broker or
+/// real-client check by skipping it.
+fn required() -> bool {
+    std::env::var_os("QUARANTINE_TESTS_REQUIRE_REAL").is_some_and(|v| v == "1")
+}
+
+/// The broker binary from `TANSU_BIN`, or `None` (after printing why) when it is unset;
+/// a failure instead when skipping is forbidden.
+pub fn tansu_bin() -> Option<String> {
+    let Ok(bin) = std::env::var("TANSU_BIN") else {
+        assert!(
+            !required(),
+            "TANSU_BIN is not set, and QUARANTINE_TESTS_REQUIRE_REAL forbids skipping"
+        );
+        eprintln!(
+            "SKIPPED: TANSU_BIN is not set; set it to a tansu broker binary to run \
+             the real-broker tests"
+        );
+        return None;
+    };
+    Some(bin)
+}

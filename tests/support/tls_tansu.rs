@@ -30,13 +30,7 @@ impl TlsBroker {
     /// Starts the relay (with `cert_file`/`key_file`) and tansu, or returns `None` (after
     /// printing why) when `TANSU_BIN` is not set.
     pub async fn start(cert_file: &Path, key_file: &Path) -> Option<TlsBroker> {
-        let Ok(bin) = std::env::var("TANSU_BIN") else {
-            eprintln!(
-                "SKIPPED: TANSU_BIN is not set; set it to a tansu broker binary to run \
-                 the real-broker tests"
-            );
-            return None;
-        };
+        let bin = crate::tansu::tansu_bin()?;
         let plain_port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
