@@ -142,7 +142,7 @@ fn spawn_watch_tasks(watch: &Arc<ConsumerWatch>, proxy: &Arc<Proxy>) {
             _ = store.load() => {
                 metrics.quarantined_offsets.set(store.count() as i64);
                 tokio::select! {
-                    _ = store.clone().tail(Duration::from_secs(1)) => {}
+                    _ = store.clone().tail(Duration::from_millis(250)) => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
@@ -152,7 +152,7 @@ fn spawn_watch_tasks(watch: &Arc<ConsumerWatch>, proxy: &Arc<Proxy>) {
     let w = watch.clone();
     let shutdown = proxy.shutdown.clone();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut every = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = every.tick() => w.tick(),

@@ -54,6 +54,16 @@ pub struct TopicGroupLabel {
     pub group: String,
 }
 
+/// Label: group and why a partition's records were held back.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HoldLabel {
+    /// Consumer group.
+    pub group: String,
+    /// `search` (the partition's own isolation window) or `probe` (another partition's
+    /// suspect record is delivered alone).
+    pub reason: String,
+}
+
 /// Every metric the proxy exports.
 pub struct Metrics {
     /// The registry the admin server renders.
@@ -86,6 +96,8 @@ pub struct Metrics {
     pub quarantined_offsets: Gauge,
     /// Commit stalls reported.
     pub commit_stalls: Family<TopicGroupLabel, Counter>,
+    /// Partition responses whose records were held back (withheld or cut) by detection.
+    pub fetch_holds: Family<HoldLabel, Counter>,
     /// Records that failed a configured check or transform, by topic/group/stage.
     pub check_failures: Family<DivertLabel, Counter>,
     /// Records passed on without a check's verdict (schema registry down or schema
@@ -123,6 +135,7 @@ impl Metrics {
             dlq_write_failures: Counter::default(),
             quarantined_offsets: Gauge::default(),
             commit_stalls: Family::default(),
+            fetch_holds: Family::default(),
             check_failures: Family::default(),
             records_unverified: Family::default(),
             batches_rewritten: Counter::default(),
@@ -186,6 +199,11 @@ impl Metrics {
             "commit_stalls",
             "Partitions whose commit stopped while records were delivered",
             m.commit_stalls.clone(),
+        );
+        registry.register(
+            "fetch_holds",
+            "Partition responses whose records detection held back: `search` for the partition's own isolation window, `probe` while another partition's suspect record is delivered alone",
+            m.fetch_holds.clone(),
         );
         registry.register(
             "check_failures",

@@ -36,6 +36,11 @@ pub struct DetectConfig {
     /// while the consumer asks for more, before the window is widened.
     #[serde(with = "duration_text")]
     pub isolation_idle_timeout: Duration,
+    /// Longest time the group's other partitions are held back while one partition's
+    /// single suspect record is delivered alone (a probe), so that a crash can only be
+    /// that record's. A probe normally ends at once: the record is committed or fails.
+    #[serde(with = "duration_text")]
+    pub probe_timeout: Duration,
 }
 
 impl Default for DetectConfig {
@@ -47,6 +52,7 @@ impl Default for DetectConfig {
             backoff_max: Duration::from_secs(30),
             isolation_confirmations: 1,
             isolation_idle_timeout: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -73,6 +79,9 @@ impl DetectConfig {
         }
         if self.stall_timeout.is_zero() {
             return bad("stall_timeout", "must be longer than 0".into());
+        }
+        if self.probe_timeout.is_zero() {
+            return bad("probe_timeout", "must be longer than 0".into());
         }
         if self.isolation_idle_timeout.is_zero() {
             return bad("isolation_idle_timeout", "must be longer than 0".into());

@@ -24,8 +24,9 @@
 //!
 //! A search that makes no progress for long is abandoned: never a stuck partition.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::config::DetectConfig;
 use super::partition::{OffsetCount, Sink};
@@ -34,7 +35,7 @@ use super::{Action, Event, IsolationOutcome, IsolationStatus, Poison, Reason, Vi
 /// Longest quiet timeout, in multiples of `isolation_idle_timeout`.
 const QUIET_CAP: u32 = 32;
 
-/// A re-delivery seen while isolated.
+/// A failure seen while isolated.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Failure {
     /// How it looked.
@@ -42,6 +43,9 @@ pub(crate) struct Failure {
     /// Whether it is strong evidence: a seek-back, or a member lost or left, rather than
     /// the partition simply moving to another member.
     pub strong: bool,
+    /// Whether this partition is the only one the failure can be blamed on: a seek-back
+    /// on it, or a crash of a member that held nothing else unprocessed.
+    pub solo: bool,
 }
 
 /// Quiet-window evidence: records up to `good_to` were delivered and no failure followed
@@ -86,9 +90,17 @@ pub(crate) struct Isolation {
     max_latency: Duration,
     failures: u32,
     confirm_offset: i64,
+    /// Failures of `confirm_offset` while it was the only unproven record delivered to a
+    /// member that had nothing else unprocessed.
     confirmations: u32,
+    /// Size of the next window above the good records: it doubles each time the group
+    /// commits a whole window and drops back to one record after a failure, so the
+    /// search walks up from the commit, where a consumer that crashed on a record left
+    /// it, before it bisects.
+    gallop: i64,
+    /// The consumer has committed a whole window: windows are proven by commits.
+    commit_successes: bool,
     backoff_until: Option<Instant>,
-    start_count: u32,
     first_delivery: Instant,
     /// The record handed to the proxy for diversion.
     pub diverting: Option<i64>,
@@ -124,8 +136,9 @@ impl Isolation {
             failures: 0,
             confirm_offset: -1,
             confirmations: 0,
+            gallop: 1,
+            commit_successes: false,
             backoff_until: None,
-            start_count: count.count,
             first_delivery: count.first,
             diverting: None,
             write_in_flight: None,
@@ -140,6 +153,8 @@ impl Isolation {
             range_end: self.range_end,
             failures: self.failures,
             diverting: self.diverting,
+            candidate: self.candidate(),
+            confirmations: self.confirmations,
         }
     }
 
@@ -176,12 +191,15 @@ impl Isolation {
             .min(base.saturating_mul(QUIET_CAP))
     }
 
-    /// Moves the window end halfway into the remaining range.
+    /// Moves the window end up from the good records: by the gallop size, at most halfway
+    /// into the remaining range.
     fn next_window(&mut self, now: Instant) {
         self.last_progress = now;
         let good = self.good_to();
         let half = (self.range_end.saturating_sub(good) / 2).max(1);
-        let end = good.saturating_add(half).min(self.range_end);
+        let end = good
+            .saturating_add(half.min(self.gallop.max(1)))
+            .min(self.range_end);
         if end > self.window_end {
             self.window_opened = now;
         }
@@ -200,9 +218,20 @@ impl Isolation {
     ) -> Action {
         if let Some(since) = self.write_in_flight {
             // Hold the record back while its dead-letter write is in flight, but not
-            // forever: a write that never answers must not block the partition.
+            // forever: a write that never answers must not block the partition. The
+            // records before it still go out.
             if now.saturating_duration_since(since) < cfg.isolation_idle_timeout {
-                return Action::Withhold;
+                let poison = self.diverting.unwrap_or(self.window_end);
+                if fetch_offset >= poison || v.first >= poison {
+                    return Action::Withhold;
+                }
+                return if v.last >= poison {
+                    Action::Trim {
+                        last_offset: poison - 1,
+                    }
+                } else {
+                    Action::Pass
+                };
             }
             self.write_in_flight = None;
         }
@@ -252,34 +281,19 @@ impl Isolation {
         self.last_ask_beyond = Some(now);
     }
 
-    /// A re-delivery of `first` is a failure when `first` was delivered since the last
-    /// failure (a client retrying after a withheld response is not failing again).
-    pub(crate) fn is_failure(&self, first: i64) -> bool {
-        self.delivered_end.is_some_and(|d| first <= d)
+    /// The single record the search has narrowed to, while it is not yet being diverted:
+    /// the record to probe alone.
+    pub(crate) fn candidate(&self) -> Option<i64> {
+        (self.diverting.is_none() && self.good_to().saturating_add(1) >= self.range_end)
+            .then_some(self.range_end)
     }
 
-    /// The one record a failure now would name: the delivered part of the window above
-    /// the good records holds exactly one record that can still be the poison.
-    pub(crate) fn single_record_window(&self) -> Option<i64> {
-        let delivered = self.delivered_end?;
-        let good = self.good_to();
-        if delivered <= good {
-            return None;
-        }
-        let hi = delivered.min(self.range_end);
-        (hi == good.saturating_add(1)).then_some(hi)
+    /// Failures seen in isolation (changes with each failure).
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
     }
 
-    fn poison(
-        &self,
-        offset: i64,
-        counts: &BTreeMap<i64, OffsetCount>,
-        reason: Reason,
-        now: Instant,
-    ) -> Poison {
-        let deliveries = counts
-            .get(&offset)
-            .map_or(self.start_count.saturating_add(self.failures), |c| c.count);
+    fn poison(&self, offset: i64, deliveries: u32, reason: Reason, now: Instant) -> Poison {
         Poison {
             offset,
             deliveries,
@@ -290,11 +304,13 @@ impl Isolation {
     }
 
     /// A failure inside the window: narrow the range, maybe name the poison.
+    /// `involved(offset)` is how many failures so far (this one included) the record at
+    /// `offset` was delivered in and not committed.
     pub(crate) fn on_failure(
         &mut self,
         f: Failure,
         committed: Option<i64>,
-        counts: &BTreeMap<i64, OffsetCount>,
+        involved: &dyn Fn(i64) -> u32,
         cfg: &DetectConfig,
         now: Instant,
         sink: &mut Sink,
@@ -328,22 +344,28 @@ impl Isolation {
                 self.base_good = floor.min(delivered.saturating_sub(1));
             }
         }
+        // The failure names one record when exactly one unproven record was out, and
+        // nothing else the member held could have caused it.
+        let good_before = self.good_to();
+        let named = f.solo && delivered.min(self.range_end) == good_before.saturating_add(1);
         self.range_end = self.range_end.min(delivered);
         if let Some(until) = now.checked_add(cfg.backoff(self.failures)) {
             self.backoff_until = (until > now).then_some(until);
         }
         self.asked_beyond = false;
         self.quiet_since = now;
+        if self.commit_successes {
+            self.gallop = 1;
+        }
 
         if let Some(p) = self.diverting {
             // Still not diverted: hand the record out again so the proxy can retry a
             // failed write.
             self.write_in_flight = Some(now);
-            return Some(self.poison(p, counts, f.reason, now));
+            return Some(self.poison(p, involved(p).saturating_add(1), f.reason, now));
         }
         let good = self.good_to();
         if good.saturating_add(1) < self.range_end {
-            self.confirmations = 0;
             self.next_window(now);
             return None;
         }
@@ -352,19 +374,21 @@ impl Isolation {
             self.confirm_offset = suspect;
             self.confirmations = 0;
         }
-        self.confirmations = self.confirmations.saturating_add(1);
+        if named && delivered.min(suspect) == suspect {
+            self.confirmations = self.confirmations.saturating_add(1);
+        }
         self.window_end = suspect;
-        // The record itself must have failed `max_deliveries` times: its deliveries
-        // counted beyond the first are failures attributable to it alone.
-        let own_failures = counts
-            .get(&suspect)
-            .map_or(0, |c| c.count.saturating_sub(1));
-        if self.confirmations < cfg.isolation_confirmations || own_failures < cfg.max_deliveries {
+        // The record must have been in `max_deliveries` failures, and failed alone at
+        // least `isolation_confirmations` times: a failure shared with other partitions'
+        // records never convicts a record by itself.
+        let failures = involved(suspect);
+        if self.confirmations < cfg.isolation_confirmations || failures < cfg.max_deliveries {
             return None;
         }
         self.diverting = Some(suspect);
         self.write_in_flight = Some(now);
-        let poison = self.poison(suspect, counts, f.reason, now);
+        // Deliveries: each failure, and the first delivery.
+        let poison = self.poison(suspect, failures.saturating_add(1), f.reason, now);
         sink.emit(Event::PoisonFound {
             offset: suspect,
             deliveries: poison.deliveries,
@@ -399,6 +423,8 @@ impl Isolation {
             if self.asked_beyond {
                 self.commits_when_done = true;
             }
+            self.commit_successes = true;
+            self.gallop = self.gallop.saturating_mul(2);
             self.next_window(now);
         }
         None
@@ -445,6 +471,8 @@ impl Isolation {
         if self.good_to() >= self.range_end {
             return Some(IsolationOutcome::NoFailure);
         }
+        // Windows proven by waiting cost a timeout each: bisect instead of galloping.
+        self.gallop = i64::MAX / 4;
         self.next_window(now);
         sink.emit(Event::WindowWidened {
             previous_end,
@@ -452,5 +480,86 @@ impl Isolation {
             quiet_for,
         });
         None
+    }
+}
+
+/// The isolation search in the form the sidecars of a group share through the state
+/// topic, so the sidecar that serves the partition next continues the same search.
+/// Clock readings do not travel: the receiver restarts its timers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationSnapshot {
+    /// Offset whose re-deliveries started isolation.
+    pub origin: i64,
+    /// Highest offset that can still be the poison.
+    pub range_end: i64,
+    /// Highest offset proven or assumed good.
+    pub good_to: i64,
+    /// Last offset the group may receive.
+    pub window_end: i64,
+    /// Next window size above the good records.
+    pub gallop: i64,
+    /// Windows are proven by commits.
+    pub commit_successes: bool,
+    /// Quiet windows prove nothing for this consumer.
+    pub quiet_proves_nothing: bool,
+    /// Failures seen in isolation.
+    pub failures: u32,
+    /// The single suspect being confirmed, and its solo failures.
+    pub confirm_offset: i64,
+    /// Solo failures of `confirm_offset`.
+    pub confirmations: u32,
+    /// The record being written to the dead-letter topic.
+    pub diverting: Option<i64>,
+    /// Slowest failure seen, in milliseconds.
+    pub max_latency_ms: u64,
+}
+
+impl Isolation {
+    pub(crate) fn snapshot(&self) -> IsolationSnapshot {
+        IsolationSnapshot {
+            origin: self.origin,
+            range_end: self.range_end,
+            good_to: self.good_to(),
+            window_end: self.window_end,
+            gallop: self.gallop,
+            commit_successes: self.commit_successes,
+            quiet_proves_nothing: self.commits_when_done || self.hangs,
+            failures: self.failures,
+            confirm_offset: self.confirm_offset,
+            confirmations: self.confirmations,
+            diverting: self.diverting,
+            max_latency_ms: u64::try_from(self.max_latency.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The search another sidecar left; its timers start now. A record it was diverting
+    /// stays held back while that write completes.
+    pub(crate) fn restore(s: &IsolationSnapshot, first_delivery: Instant, now: Instant) -> Self {
+        Isolation {
+            origin: s.origin,
+            range_end: s.range_end,
+            base_good: s.good_to,
+            tentative: None,
+            window_end: s.window_end,
+            delivered_end: None,
+            quiet_since: now,
+            window_opened: now,
+            asked_beyond: false,
+            last_delivery: None,
+            commits_when_done: s.quiet_proves_nothing,
+            hangs: false,
+            last_ask_beyond: None,
+            last_progress: now,
+            max_latency: Duration::from_millis(s.max_latency_ms),
+            failures: s.failures,
+            confirm_offset: s.confirm_offset,
+            confirmations: s.confirmations,
+            gallop: s.gallop.max(1),
+            commit_successes: s.commit_successes,
+            backoff_until: None,
+            first_delivery,
+            diverting: s.diverting,
+            write_in_flight: s.diverting.map(|_| now),
+        }
     }
 }

@@ -29,7 +29,6 @@ mod config;
 mod isolation;
 mod partition;
 mod report;
-mod share;
 
 #[cfg(test)]
 mod sim;
@@ -38,19 +37,20 @@ mod sim_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 pub use config::{
     format_duration, parse_duration, ConfigError, DetectConfig, DetectorLimits, DurationError,
 };
+pub use isolation::IsolationSnapshot;
+pub use partition::{FailedWindow, Search, SharedCount};
 pub use report::{Event, IsolationOutcome, Report};
-pub use share::DeliveryCount;
 
-use partition::{PartitionState, Sink};
+use partition::{FailureKind, PartitionState, Sink};
 
 /// The unit of detection: one partition of one topic, as consumed by one group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,6 +116,8 @@ pub struct DeliveryDecision {
     pub action: Action,
     /// Set when a record is confirmed poison: write it to the dead-letter topic.
     pub poison: Option<Poison>,
+    /// Why records were held back, when they were.
+    pub hold: Option<Hold>,
 }
 
 impl DeliveryDecision {
@@ -124,6 +126,28 @@ impl DeliveryDecision {
         DeliveryDecision {
             action: Action::Pass,
             poison: None,
+            hold: None,
+        }
+    }
+}
+
+/// Why a partition's records were held back (withheld or cut) in a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hold {
+    /// The partition's own search: records past its window, a backoff, a record whose
+    /// dead-letter write is in flight.
+    Search,
+    /// Another partition of the group has its one suspect record probed alone, so that a
+    /// failure now can only be that record's.
+    Probe,
+}
+
+impl Hold {
+    /// The label in metrics: `search`, `probe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Search => "search",
+            Hold::Probe => "probe",
         }
     }
 }
@@ -204,6 +228,10 @@ pub struct IsolationStatus {
     pub failures: u32,
     /// The offset being diverted, in [`Phase::Diverting`].
     pub diverting: Option<i64>,
+    /// The single record the search narrowed to, not yet diverted.
+    pub candidate: Option<i64>,
+    /// Failures of the candidate while it was the only record out.
+    pub confirmations: u32,
 }
 
 /// A snapshot of one key's detection state.
@@ -223,6 +251,40 @@ pub struct PartitionStatus {
     pub stalled: bool,
     /// The isolation search, when isolated.
     pub isolation: Option<IsolationStatus>,
+    /// Failures whose records the commit has not passed.
+    pub open_failures: usize,
+    /// Version of the search state shared between sidecars.
+    pub version: u64,
+    /// The sidecar whose search state this is, when another one wrote it last.
+    pub owner: Option<String>,
+    /// Whether this partition's candidate is probed alone right now.
+    pub probing: bool,
+}
+
+/// How long after a member is gone its failure is judged: every connection of a crashed
+/// process is closed by then, so the records it held are all known.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// How long a closed connection is remembered.
+const CLOSED_MEMORY: Duration = Duration::from_secs(600);
+
+/// A member that went away (crash or LeaveGroup), waiting to be judged.
+#[derive(Debug, Clone)]
+struct Departure {
+    group: String,
+    conn: ConnId,
+    at: Instant,
+    lost: bool,
+}
+
+/// One partition's single suspect record, delivered alone: every other partition of the
+/// group is held back until it is processed, fails, or the probe times out.
+#[derive(Debug, Clone)]
+struct Probe {
+    key: PartitionKey,
+    candidate: i64,
+    failures: u32,
+    since: Instant,
 }
 
 /// The detection state of every watched (group, topic, partition).
@@ -232,6 +294,18 @@ pub struct Detector {
     keys: HashMap<PartitionKey, PartitionState>,
     reports: Vec<Report>,
     key_limit_reported: bool,
+    /// Connections closed recently.
+    closed: HashMap<ConnId, Instant>,
+    /// Members gone, not yet judged.
+    departures: Vec<Departure>,
+    /// Per group: its partitions in isolation.
+    isolating: HashMap<String, BTreeSet<PartitionKey>>,
+    /// Per group: the probe under way.
+    probes: HashMap<String, Probe>,
+    /// Poison records named outside a delivery (a crash judged later), to divert.
+    decided: Vec<(PartitionKey, Poison)>,
+    /// Per key: the sidecar that last wrote its search state, when not this one.
+    owners: HashMap<PartitionKey, String>,
 }
 
 impl Detector {
@@ -262,6 +336,22 @@ impl Detector {
         true
     }
 
+    /// Keeps the per-group set of isolated partitions current after `key` changed.
+    fn track(&mut self, key: &PartitionKey) {
+        let isolated = self.keys.get(key).is_some_and(|s| s.isolation.is_some());
+        if isolated {
+            self.isolating
+                .entry(key.group.clone())
+                .or_default()
+                .insert(key.clone());
+        } else if let Some(set) = self.isolating.get_mut(&key.group) {
+            set.remove(key);
+            if set.is_empty() {
+                self.isolating.remove(&key.group);
+            }
+        }
+    }
+
     /// One Fetch response partition of a watched topic: the client asked from
     /// `fetch_offset` and would see `visible` (`None`: no records, not a delivery).
     pub fn delivery(
@@ -273,15 +363,161 @@ impl Detector {
         conn: ConnId,
         now: Instant,
     ) -> DeliveryDecision {
+        self.settle(now, Some(&key.group));
         let limits = self.limits;
         if !self.ensure_key(key, *cfg, now) {
             return DeliveryDecision::pass();
+        }
+        if visible.is_some() && self.probe_holds(key, cfg, now) {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.last_seen = now;
+            }
+            return DeliveryDecision {
+                action: Action::Withhold,
+                poison: None,
+                hold: Some(Hold::Probe),
+            };
         }
         let Some(state) = self.keys.get_mut(key) else {
             return DeliveryDecision::pass();
         };
         let mut sink = Sink::new(key, &mut self.reports);
-        state.delivery(*cfg, fetch_offset, visible, conn, now, &limits, &mut sink)
+        let mut decision =
+            state.delivery(*cfg, fetch_offset, visible, conn, now, &limits, &mut sink);
+        if decision.action != Action::Pass && decision.hold.is_none() {
+            decision.hold = Some(Hold::Search);
+        }
+        if decision.poison.is_none() {
+            // A crash judged just now named this partition's poison: this delivery
+            // carries it.
+            if let Some(i) = self.decided.iter().position(|(k, _)| k == key) {
+                decision.poison = Some(self.decided.remove(i).1);
+            }
+        }
+        self.touched(key);
+        decision
+    }
+
+    /// Bookkeeping after `key`'s state changed.
+    fn touched(&mut self, key: &PartitionKey) {
+        if self.keys.get(key).is_some_and(|s| s.dirty) {
+            self.owners.remove(key);
+        }
+        self.track(key);
+    }
+
+    /// Whether `key` must be held back for another partition's probe. Starts the next
+    /// probe when none is under way: the least recently probed partition whose search
+    /// is down to one record.
+    fn probe_holds(&mut self, key: &PartitionKey, cfg: &DetectConfig, now: Instant) -> bool {
+        let group = key.group.as_str();
+        if let Some(p) = self.probes.get(group) {
+            let iso = self.keys.get(&p.key).and_then(|s| s.isolation.as_ref());
+            let on = iso.is_some_and(|i| {
+                i.candidate() == Some(p.candidate) && i.failures() == p.failures
+            }) && now.saturating_duration_since(p.since) < cfg.probe_timeout;
+            if !on {
+                let done = p.key.clone();
+                self.probes.remove(group);
+                if let Some(s) = self.keys.get_mut(&done) {
+                    s.last_probe = Some(now);
+                }
+            }
+        }
+        if !self.probes.contains_key(group) {
+            let Some(isolating) = self.isolating.get(group) else {
+                return false;
+            };
+            let next = isolating
+                .iter()
+                .filter_map(|k| {
+                    let s = self.keys.get(k)?;
+                    let iso = s.isolation.as_ref()?;
+                    Some((s.last_probe, k, iso.candidate()?, iso.failures()))
+                })
+                .min_by_key(|(last, ..)| *last)
+                .map(|(_, k, candidate, failures)| Probe {
+                    key: k.clone(),
+                    candidate,
+                    failures,
+                    since: now,
+                });
+            match next {
+                Some(p) => {
+                    self.probes.insert(group.to_string(), p);
+                }
+                None => return false,
+            }
+        }
+        self.probes.get(group).is_some_and(|p| p.key != *key)
+    }
+
+    /// Judges the members gone for at least [`SETTLE`] (all of `group`'s at once when it
+    /// is given: its consumer is fetching again). A member that crashed or left while
+    /// it held records it had not committed failed on one of them: every partition it
+    /// held such records of is charged with the failure, and the failure names a
+    /// partition alone only when it held nothing else.
+    fn settle(&mut self, now: Instant, group: Option<&str>) {
+        if self.departures.is_empty() {
+            return;
+        }
+        let (due, wait): (Vec<Departure>, Vec<Departure>) =
+            std::mem::take(&mut self.departures)
+                .into_iter()
+                .partition(|d| {
+                    group == Some(d.group.as_str()) || now.saturating_duration_since(d.at) >= SETTLE
+                });
+        self.departures = wait;
+        for d in due {
+            let gone = |c: ConnId| c == d.conn || self.closed.contains_key(&c);
+            let participants: Vec<PartitionKey> = self
+                .keys
+                .iter()
+                .filter(|(k, s)| {
+                    k.group == d.group
+                        && s.outstanding_since_failure()
+                        && s.last_conn.is_some_and(gone)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            let solo = participants.len() == 1;
+            let limits = self.limits;
+            for key in participants {
+                let Some(state) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                let Some(lo) = state.resume_offset() else {
+                    continue;
+                };
+                let stalled = state.status().stalled;
+                let hangs = state.hangs();
+                let reason = if stalled {
+                    Reason::Stalled
+                } else if d.lost {
+                    Reason::CrashLoop
+                } else {
+                    Reason::Redelivery
+                };
+                let kind = FailureKind {
+                    reason,
+                    strong: true,
+                    solo,
+                    weight: if stalled { 2 } else { 1 },
+                    hangs,
+                };
+                        let mut sink = Sink::new(&key, &mut self.reports);
+                if let Some(p) = state.fail(lo, kind, now, &limits, &mut sink) {
+                    self.decided.push((key.clone(), p));
+                }
+                self.touched(&key);
+            }
+        }
+    }
+
+    /// Poison records named since the last call outside a delivery (a crash judged a
+    /// moment after it happened): the proxy writes each to the dead-letter topic.
+    pub fn take_decided(&mut self) -> Vec<(PartitionKey, Poison)> {
+        std::mem::take(&mut self.decided)
     }
 
     /// A committed offset for the key: a successful OffsetCommit, or an OffsetFetch
@@ -299,15 +535,24 @@ impl Detector {
         };
         let mut sink = Sink::new(key, &mut self.reports);
         state.commit(offset, now, &mut sink);
+        self.touched(key);
     }
 
-    /// A connection of the group's consumer closed without LeaveGroup (likely a crash).
+    /// A client connection closed (whatever it carried).
+    pub fn conn_closed(&mut self, conn: ConnId, now: Instant) {
+        self.closed.insert(conn, now);
+    }
+
+    /// The last connection of a member of the group closed without LeaveGroup (likely a
+    /// crash); `conn` is that connection. Judged a moment later (see [`Self::settle`]).
     pub fn member_lost(&mut self, group: &str, conn: ConnId, now: Instant) {
-        for (key, state) in self.keys.iter_mut() {
-            if key.group == group {
-                state.member_gone(conn, now, true);
-            }
-        }
+        self.closed.insert(conn, now);
+        self.departures.push(Departure {
+            group: group.to_string(),
+            conn,
+            at: now,
+            lost: true,
+        });
     }
 
     /// A member of the group sent JoinGroup: the group rebalances, and its partitions may
@@ -321,14 +566,14 @@ impl Detector {
         }
     }
 
-    /// A connection of the group's consumer sent LeaveGroup.
-    pub fn member_left(&mut self, group: &str, conn: ConnId) {
-        for (key, state) in self.keys.iter_mut() {
-            if key.group == group {
-                let now = state.last_seen;
-                state.member_gone(conn, now, false);
-            }
-        }
+    /// A member of the group sent LeaveGroup on `conn`.
+    pub fn member_left(&mut self, group: &str, conn: ConnId, now: Instant) {
+        self.departures.push(Departure {
+            group: group.to_string(),
+            conn,
+            at: now,
+            lost: false,
+        });
     }
 
     /// The proxy wrote the poison record at `offset` to the dead-letter topic, got the
@@ -337,6 +582,7 @@ impl Detector {
         if let Some(state) = self.keys.get_mut(key) {
             let mut sink = Sink::new(key, &mut self.reports);
             state.diverted(offset, &mut sink);
+            self.touched(key);
         }
     }
 
@@ -352,14 +598,22 @@ impl Detector {
         }
     }
 
-    /// Time passes: stalls, quiet isolation windows, idle keys. Returns every report
-    /// gathered since the last tick.
+    /// Time passes: members gone are judged, stalls, quiet isolation windows, idle keys.
+    /// Returns every report gathered since the last tick.
     pub fn tick(&mut self, now: Instant) -> Vec<Report> {
+        self.settle(now, None);
+        self.closed
+            .retain(|_, at| now.saturating_duration_since(*at) < CLOSED_MEMORY);
         let limits = self.limits;
         let mut evicted = Vec::new();
+        let mut changed = Vec::new();
         for (key, state) in self.keys.iter_mut() {
             let mut sink = Sink::new(key, &mut self.reports);
+            let was = state.isolation.is_some();
             state.tick(now, &mut sink);
+            if was != state.isolation.is_some() {
+                changed.push(key.clone());
+            }
             let idle = now.saturating_duration_since(state.last_seen);
             let limit = match state.phase() {
                 Phase::Normal | Phase::Suspect => limits.evict_idle,
@@ -369,8 +623,13 @@ impl Detector {
                 evicted.push(key.clone());
             }
         }
+        for key in changed {
+            self.track(&key);
+        }
         for key in evicted {
             if let Some(state) = self.keys.remove(&key) {
+                self.track(&key);
+                self.owners.remove(&key);
                 let phase = state.phase();
                 if phase != Phase::Normal {
                     if matches!(phase, Phase::Isolating | Phase::Diverting) {
@@ -396,7 +655,25 @@ impl Detector {
 
     /// The detection state of one key.
     pub fn state(&self, key: &PartitionKey) -> Option<PartitionStatus> {
-        self.keys.get(key).map(PartitionState::status)
+        self.keys.get(key).map(|s| {
+            let mut st = s.status();
+            st.owner = self.owners.get(key).cloned();
+            st.probing = self.probes.get(&key.group).is_some_and(|p| p.key == *key);
+            st
+        })
+    }
+
+    /// Every key that is not in the normal phase or still has open failures, with its
+    /// state, sorted.
+    pub fn searches(&self) -> Vec<(PartitionKey, PartitionStatus)> {
+        let mut v: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| s.phase() != Phase::Normal || !s.failures.is_empty())
+            .filter_map(|(k, _)| Some((k.clone(), self.state(k)?)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Partitions with a re-delivered offset, not (yet) isolated.
@@ -409,26 +686,6 @@ impl Detector {
         self.count_phase(|p| matches!(p, Phase::Isolating | Phase::Diverting))
     }
 
-    /// The partitions of `group` being isolated or diverted right now.
-    pub fn isolating_in_group(&self, group: &str) -> Vec<PartitionKey> {
-        self.keys
-            .iter()
-            .filter(|(k, s)| {
-                k.group == group && matches!(s.phase(), Phase::Isolating | Phase::Diverting)
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    /// Keys that hold at least one re-delivery count (worth sharing).
-    pub fn counted_keys(&self) -> Vec<PartitionKey> {
-        self.keys
-            .iter()
-            .filter(|(_, s)| !s.counts.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
     /// Keys tracked.
     pub fn tracked_partitions(&self) -> usize {
         self.keys.len()
@@ -438,35 +695,50 @@ impl Detector {
         self.keys.values().filter(|s| f(s.phase())).count()
     }
 
-    /// The key's delivery counts, for sharing with the other sidecars of the group.
-    /// `now` and `wall` are the same moment on the monotonic and the wall clock.
-    pub fn export_counts(
-        &self,
-        key: &PartitionKey,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Vec<DeliveryCount> {
-        self.keys
-            .get(key)
-            .map(|s| share::export(key, s, now, wall))
-            .unwrap_or_default()
-    }
-
-    /// Counts shared by other sidecars: each offset keeps the highest count seen.
-    pub fn merge_counts(
-        &mut self,
-        counts: impl IntoIterator<Item = DeliveryCount>,
-        now: Instant,
-        wall: SystemTime,
-    ) {
-        let limits = self.limits;
-        for dc in counts {
-            let cfg = self.keys.get(&dc.key).map(|s| s.cfg).unwrap_or_default();
-            if self.ensure_key(&dc.key, cfg, now) {
-                if let Some(state) = self.keys.get_mut(&dc.key) {
-                    share::merge(state, &dc, now, wall, &limits);
-                }
+    /// The search states changed here since the last call, to share with the other
+    /// sidecars of their groups.
+    pub fn take_changed_searches(&mut self) -> Vec<(PartitionKey, Search)> {
+        let mut out = Vec::new();
+        for (key, state) in self.keys.iter_mut() {
+            if state.dirty {
+                state.dirty = false;
+                out.push((key.clone(), state.search()));
             }
         }
+        out
+    }
+
+    /// A search state another sidecar (`instance`) shared: taken over when it is newer
+    /// than this sidecar's (on a tie, the higher instance name wins, so two sidecars that
+    /// changed the same partition at once agree). `me` is this sidecar's instance name.
+    pub fn adopt(
+        &mut self,
+        key: &PartitionKey,
+        search: &Search,
+        instance: &str,
+        me: &str,
+        now: Instant,
+    ) -> bool {
+        let local = self.keys.get(key).map(|s| s.version);
+        let newer = match local {
+            None => true,
+            Some(v) => search.version > v || (search.version == v && instance > me),
+        };
+        if !newer {
+            return false;
+        }
+        let cfg = self.keys.get(key).map(|s| s.cfg).unwrap_or_default();
+        if !self.ensure_key(key, cfg, now) {
+            return false;
+        }
+        let limits = self.limits;
+        if let Some(state) = self.keys.get_mut(key) {
+            state.adopt(search, now, &limits);
+        }
+        if instance != me {
+            self.owners.insert(key.clone(), instance.to_string());
+        }
+        self.track(key);
+        true
     }
 }

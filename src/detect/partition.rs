@@ -6,11 +6,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::config::{DetectConfig, DetectorLimits};
 use super::isolation::{Failure, Isolation};
 use super::{
     Action, ConnId, DeliveryDecision, Event, IsolationOutcome, PartitionKey, PartitionStatus,
-    Phase, Reason, Report, Visible,
+    Phase, Poison, Reason, Report, Visible,
 };
 
 /// Where reports of one key go.
@@ -48,13 +50,16 @@ pub(crate) struct OffsetCount {
     pub reason: Reason,
 }
 
-/// A member of the group went away since the last delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Departure {
-    /// Connection closed without LeaveGroup.
-    Lost,
-    /// LeaveGroup.
-    Left,
+/// One failure of the partition: the records `lo..=hi` were out (delivered, not
+/// committed) when the consumer failed, so each of them may have caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedWindow {
+    /// Where the group resumes: the committed offset, or the re-fetched one.
+    pub lo: i64,
+    /// Highest offset delivered since the previous failure.
+    pub hi: i64,
+    /// How much the failure counts (a stall counts double).
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +87,19 @@ pub(crate) struct PartitionState {
     pub high_delivered: Option<i64>,
     /// Re-delivered offsets and their counts.
     pub counts: BTreeMap<i64, OffsetCount>,
+    /// Failures whose windows the commit has not passed yet, oldest first.
+    pub failures: VecDeque<FailedWindow>,
+    /// First and highest offsets delivered since the latest failure.
+    since_failure: Option<(i64, i64)>,
+    /// Connection of the latest delivery.
+    pub last_conn: Option<ConnId>,
+    /// Bumped by every change of the search state; the highest version wins between
+    /// sidecars.
+    pub version: u64,
+    /// The search state changed since it was last shared.
+    pub dirty: bool,
+    /// When this partition's candidate was last probed alone.
+    pub last_probe: Option<Instant>,
     conns: Vec<ConnSeen>,
     history: VecDeque<Delivered>,
     /// Start of the stall clock: the commit moved, a re-delivery was counted, or records
@@ -90,7 +108,6 @@ pub(crate) struct PartitionState {
     stalled: bool,
     /// A member that already had records fetched again while the commit was stalled.
     fetched_while_stalled: bool,
-    departed: Option<Departure>,
     /// The group rebalanced (a member sent JoinGroup) since the latest delivery.
     rebalanced: bool,
     /// Latest call for this key.
@@ -106,12 +123,17 @@ impl PartitionState {
             committed: None,
             high_delivered: None,
             counts: BTreeMap::new(),
+            failures: VecDeque::new(),
+            since_failure: None,
+            last_conn: None,
+            version: 0,
+            dirty: false,
+            last_probe: None,
             conns: Vec::new(),
             history: VecDeque::new(),
             progress_at: now,
             stalled: false,
             fetched_while_stalled: false,
-            departed: None,
             rebalanced: false,
             last_seen: now,
             isolation: None,
@@ -136,6 +158,10 @@ impl PartitionState {
             max_count: self.counts.values().map(|c| c.count).max().unwrap_or(0),
             stalled: self.stalled,
             isolation: self.isolation.as_ref().map(Isolation::status),
+            open_failures: self.failures.len(),
+            version: self.version,
+            owner: None,
+            probing: false,
         }
     }
 
@@ -161,22 +187,43 @@ impl PartitionState {
     }
 
     /// How a re-delivery on `conn` looks, and whether it is strong evidence of a
-    /// failure: the same connection went back (a retry), or a member left or was lost
-    /// since the last delivery. A plain move to another member with nobody gone is what
-    /// a rebalance looks like, stalled commit or not.
+    /// failure: the same connection went back (a retry). A plain move to another member
+    /// with nobody known to be gone is what a rebalance looks like, stalled commit or not
+    /// (a member that crashed or left was already counted when it went).
     fn classify(&self, conn: ConnId) -> (Reason, bool) {
         let same_conn = self.conns.iter().any(|c| c.conn == conn);
-        let strong = same_conn || self.departed.is_some();
         let reason = if self.stalled {
             Reason::Stalled
         } else if same_conn {
             Reason::SeekBack
-        } else if self.departed == Some(Departure::Lost) {
-            Reason::CrashLoop
         } else {
             Reason::Redelivery
         };
-        (reason, strong)
+        (reason, same_conn)
+    }
+
+    /// Records were delivered since the latest failure and the commit has not passed the
+    /// highest of them: a failure now would concern them.
+    pub(crate) fn outstanding_since_failure(&self) -> bool {
+        self.since_failure
+            .is_some_and(|(_, hi)| self.committed.is_none_or(|c| hi >= c))
+    }
+
+    /// Where the group resumes after a failure now: its commit, or the first record
+    /// delivered since the latest failure.
+    pub(crate) fn resume_offset(&self) -> Option<i64> {
+        self.committed.or(self.since_failure.map(|(lo, _)| lo))
+    }
+
+    /// The commit is stalled and the client kept fetching meanwhile: a hang.
+    pub(crate) fn hangs(&self) -> bool {
+        self.stalled && self.fetched_while_stalled
+    }
+
+    /// The state changed in a way the other sidecars must learn.
+    fn touch(&mut self) {
+        self.version = self.version.saturating_add(1);
+        self.dirty = true;
     }
 
     fn first_delivery_of(&self, offset: i64) -> Option<Instant> {
@@ -265,7 +312,11 @@ impl PartitionState {
             last,
             at: now,
         });
-        self.departed = None;
+        self.since_failure = Some(match self.since_failure {
+            Some((lo, hi)) => (lo.min(first), hi.max(last)),
+            None => (first, last),
+        });
+        self.last_conn = Some(conn);
         self.rebalanced = false;
         if let Some(iso) = &mut self.isolation {
             iso.note_delivered(last, now);
@@ -333,43 +384,61 @@ impl PartitionState {
             last: v.last.max(v.first.max(fetch_offset)),
         };
         let mut poison = None;
-        if self.is_redelivery(v.first, conn) && self.rebalance_redelivery() {
-            // The group rebalanced and nobody crashed: the new owner (or the same member,
-            // on the same connection) starts again from the commit. Not a failure; the
-            // stall that a prefetching client shows while it waits is not one either.
-            self.clear_stall(now);
-        } else if self.is_redelivery(v.first, conn) {
-            let (reason, strong) = self.classify(conn);
-            let failing = self.isolation.as_ref().map(|iso| iso.is_failure(v.first));
-            if failing == Some(true) {
+        // Only what was delivered since the latest failure can fail now: a consumer
+        // resuming after a failure already counted (a crash, an eviction) is not failing
+        // again, nor is one asking again after a withheld answer.
+        let fresh = self.since_failure.is_some_and(|(_, hi)| v.first <= hi);
+        if fresh && self.is_redelivery(v.first, conn) {
+            if self.rebalanced {
+                // The group rebalanced and nobody crashed: the new owner (or the same
+                // member, on the same connection) starts again from the commit. Not a
+                // failure; the stall a prefetching client shows while it waits is not
+                // one either.
                 self.clear_stall(now);
-                if strong {
-                    self.count_isolation_failure(v.first, reason, now, limits);
+                self.since_failure = None;
+            } else {
+                let (reason, strong) = self.classify(conn);
+                if !strong && self.isolation.is_some() {
+                    // In isolation only strong evidence counts: this is the partition
+                    // moving to another member.
+                    self.clear_stall(now);
+                    return self.finish_delivery(fetch_offset, v, conn, now, limits, None);
                 }
-                let failure = Failure { reason, strong };
-                let committed = self.committed;
-                if let Some(iso) = &mut self.isolation {
-                    poison = iso.on_failure(failure, committed, &self.counts, &cfg, now, sink);
-                }
-            } else if failing.is_none() {
-                // A stall counts double, unless a rebalance explains part of it: after a
-                // rebalance only a member that left or crashed makes this a failure.
-                let weight = if reason == Reason::Stalled && !self.rebalanced {
-                    2
-                } else {
-                    1
-                };
-                let count = self.count_redelivery(v.first, reason, weight, now, limits);
-                self.clear_stall(now);
-                if count >= cfg.max_deliveries {
-                    // A client that kept fetching while its application hung looks, in
-                    // isolation, like a consumer idle at the gate: quiet windows would
-                    // lie about it.
-                    let hangs = reason == Reason::Stalled && fetched_while_stalled;
-                    self.start_isolation(v.first, hangs, now, sink);
-                }
+                // A stall counts double, unless a rebalance explains part of it.
+                let weight = if reason == Reason::Stalled { 2 } else { 1 };
+                let hangs = reason == Reason::Stalled && fetched_while_stalled;
+                // A seek-back concerns this partition alone; so does a hang, which
+                // happens on one record.
+                let solo = strong || reason == Reason::Stalled;
+                poison = self.fail(
+                    v.first,
+                    FailureKind {
+                        reason,
+                        strong,
+                        solo,
+                        weight,
+                        hangs,
+                    },
+                    now,
+                    limits,
+                    sink,
+                );
             }
         }
+        self.finish_delivery(fetch_offset, v, conn, now, limits, poison)
+    }
+
+    /// Gates the delivery and notes what went out.
+    fn finish_delivery(
+        &mut self,
+        fetch_offset: i64,
+        v: Visible,
+        conn: ConnId,
+        now: Instant,
+        limits: &DetectorLimits,
+        poison: Option<Poison>,
+    ) -> DeliveryDecision {
+        let cfg = self.cfg;
         let action = match &mut self.isolation {
             None => Action::Pass,
             Some(iso) => iso.gate(fetch_offset, v, &cfg, now),
@@ -381,35 +450,64 @@ impl PartitionState {
             }
             Action::Withhold => {}
         }
-        DeliveryDecision { action, poison }
+        DeliveryDecision {
+            action,
+            poison,
+            hold: None,
+        }
     }
 
-    /// A re-delivery now follows a rebalance of the group that no departed member
-    /// explains. A clean LeaveGroup still explains it (an application that closes its
-    /// consumer on a poison record and restarts, or a hung one evicted by its own
-    /// client): only a rebalance with nobody gone is benign.
-    fn rebalance_redelivery(&self) -> bool {
-        self.rebalanced && self.departed.is_none()
-    }
-
-    /// A failure in isolation counts toward the verdict of exactly the records it is
-    /// attributable to: the offset re-fetched (the seek-back or restart position), and
-    /// the one record of a single-record window. Failures of wider windows only narrow.
-    fn count_isolation_failure(
+    /// A failure of what was delivered since the latest failure; the group resumes at
+    /// `lo`. Counts it, starts or narrows the isolation search, and names the poison
+    /// record once one record is proven to fail.
+    pub(crate) fn fail(
         &mut self,
-        first: i64,
-        reason: Reason,
+        lo: i64,
+        kind: FailureKind,
         now: Instant,
         limits: &DetectorLimits,
-    ) {
-        let single = self
-            .isolation
-            .as_ref()
-            .and_then(|iso| iso.single_record_window());
-        self.count_redelivery(first, reason, 1, now, limits);
-        if let Some(s) = single.filter(|s| *s != first) {
-            self.count_redelivery(s, reason, 1, now, limits);
+        sink: &mut Sink,
+    ) -> Option<Poison> {
+        // A seek-back names its record: the application went back to the one it failed
+        // on. A crash or a hang may have been caused by any record it held.
+        let delivered = self.since_failure.map_or(lo, |(_, hi)| hi).max(lo);
+        let hi = if kind.reason == Reason::SeekBack {
+            lo
+        } else {
+            delivered
+        };
+        self.since_failure = None;
+        self.clear_stall(now);
+        self.touch();
+        if kind.strong || self.isolation.is_none() {
+            if self.failures.len() >= limits.history_per_key.max(1) {
+                self.failures.pop_front();
+            }
+            self.failures.push_back(FailedWindow {
+                lo,
+                hi,
+                weight: kind.weight,
+            });
         }
+        let count = self.count_redelivery(lo, kind.reason, kind.weight, now, limits);
+        let cfg = self.cfg;
+        let committed = self.committed;
+        let failures = &self.failures;
+        if let Some(iso) = &mut self.isolation {
+            let failure = Failure {
+                reason: kind.reason,
+                strong: kind.strong,
+                solo: kind.solo,
+            };
+            let involved = |o: i64| involved_in(failures, o);
+            return iso.on_failure(failure, committed, &involved, &cfg, now, sink);
+        }
+        if count >= cfg.max_deliveries {
+            // A client that kept fetching while its application hung looks, in
+            // isolation, like a consumer idle at the gate: quiet windows would lie.
+            self.start_isolation(lo, delivered, kind.hangs, now, sink);
+        }
+        None
     }
 
     /// The group rebalanced: the next re-delivery is benign unless a member left or
@@ -426,11 +524,18 @@ impl PartitionState {
         self.progress_at = now;
     }
 
-    fn start_isolation(&mut self, origin: i64, hangs: bool, now: Instant, sink: &mut Sink) {
+    fn start_isolation(
+        &mut self,
+        origin: i64,
+        delivered: i64,
+        hangs: bool,
+        now: Instant,
+        sink: &mut Sink,
+    ) {
         let Some(count) = self.counts.get(&origin) else {
             return;
         };
-        let range_end = self.high_delivered.unwrap_or(origin).max(origin);
+        let range_end = delivered.max(origin);
         sink.emit(Event::IsolationStarted {
             offset: origin,
             range_end,
@@ -438,6 +543,7 @@ impl PartitionState {
             reason: count.reason,
         });
         self.isolation = Some(Isolation::start(origin, range_end, count, hangs, now));
+        self.touch();
     }
 
     fn check_isolation_idle(&mut self, now: Instant, sink: &mut Sink) {
@@ -455,15 +561,21 @@ impl PartitionState {
         };
         // A new detection episode starts: its first failing session is timed from here.
         self.progress_at = self.last_seen;
+        self.touch();
         sink.emit(Event::IsolationEnded { outcome });
         match outcome {
             IsolationOutcome::Diverted => {
                 // The poison is hidden: the group will re-fetch from its commit and pass it.
-                // Count afresh, so that refetch is a first delivery again.
+                // Count afresh, so that refetch is a first delivery again; the failures it
+                // explains are forgotten.
+                if let Some(p) = iso.status().diverting {
+                    self.failures.retain(|w| !(w.lo <= p && p <= w.hi));
+                }
                 self.counts.clear();
                 self.conns.clear();
                 self.history.clear();
                 self.high_delivered = None;
+                self.since_failure = None;
             }
             IsolationOutcome::NoFailure | IsolationOutcome::Unresolved => {
                 let end = iso.range_end;
@@ -482,25 +594,18 @@ impl PartitionState {
         self.clear_stall(now);
         self.counts.retain(|o, _| *o >= offset);
         self.history.retain(|d| d.last >= offset);
+        let windows = self.failures.len();
+        self.failures.retain(|w| w.hi >= offset);
+        if self.failures.len() != windows {
+            self.touch();
+        }
         if let Some(iso) = &mut self.isolation {
+            self.version = self.version.saturating_add(1);
+            self.dirty = true;
             if let Some(outcome) = iso.on_commit(offset, now) {
                 self.leave_isolation(outcome, sink);
             }
         }
-    }
-
-    pub(crate) fn member_gone(&mut self, conn: ConnId, now: Instant, lost: bool) {
-        self.conns.retain(|c| c.conn != conn);
-        let departure = if lost {
-            Departure::Lost
-        } else {
-            Departure::Left
-        };
-        // A crash outranks a clean leave as an explanation.
-        if self.departed != Some(Departure::Lost) {
-            self.departed = Some(departure);
-        }
-        self.last_seen = self.last_seen.max(now);
     }
 
     pub(crate) fn diverted(&mut self, offset: i64, sink: &mut Sink) {
@@ -525,31 +630,118 @@ impl PartitionState {
         self.check_isolation_idle(now, sink);
     }
 
-    /// Adds counts learned from another sidecar.
-    pub(crate) fn merge_count(
-        &mut self,
-        offset: i64,
-        count: u32,
-        first: Instant,
-        last: Instant,
-        delivered_to: i64,
-        limits: &DetectorLimits,
-    ) {
-        if self.committed.is_some_and(|c| c > offset) || count < 2 {
-            return;
+    /// The search, in the form other sidecars import.
+    pub(crate) fn search(&self) -> Search {
+        Search {
+            version: self.version,
+            committed: self.committed,
+            delivered_to: self.high_delivered,
+            counts: self
+                .counts
+                .iter()
+                .map(|(o, c)| SharedCount {
+                    offset: *o,
+                    count: c.count,
+                    reason: c.reason,
+                })
+                .collect(),
+            failures: self.failures.iter().copied().collect(),
+            isolation: self.isolation.as_ref().map(Isolation::snapshot),
         }
-        let entry = self.counts.entry(offset).or_insert(OffsetCount {
-            count,
-            first,
-            last,
-            max_gap: Duration::ZERO,
-            reason: Reason::Redelivery,
-        });
-        entry.count = entry.count.max(count);
-        entry.first = entry.first.min(first);
-        entry.last = entry.last.max(last);
-        let high = delivered_to.max(offset);
-        self.high_delivered = Some(self.high_delivered.map_or(high, |h| h.max(high)));
-        self.cap_counts(offset, limits);
     }
+
+    /// Takes over the search another sidecar shared, when it is newer than ours.
+    pub(crate) fn adopt(&mut self, s: &Search, now: Instant, limits: &DetectorLimits) {
+        self.version = s.version;
+        self.dirty = false;
+        if let Some(c) = s.committed {
+            self.committed = Some(self.committed.map_or(c, |mine| mine.max(c)));
+        }
+        if let Some(d) = s.delivered_to {
+            self.high_delivered = Some(self.high_delivered.map_or(d, |h| h.max(d)));
+        }
+        self.counts = s
+            .counts
+            .iter()
+            .take(limits.max_counts_per_key.max(1))
+            .map(|c| {
+                (
+                    c.offset,
+                    OffsetCount {
+                        count: c.count,
+                        first: now,
+                        last: now,
+                        max_gap: Duration::ZERO,
+                        reason: c.reason,
+                    },
+                )
+            })
+            .collect();
+        self.failures = s
+            .failures
+            .iter()
+            .rev()
+            .take(limits.history_per_key.max(1))
+            .rev()
+            .copied()
+            .collect();
+        // What this sidecar delivered before belongs to the failure the other one saw.
+        self.since_failure = None;
+        self.isolation = s
+            .isolation
+            .as_ref()
+            .map(|i| Isolation::restore(i, now, now));
+        self.last_seen = now;
+    }
+}
+
+/// How many failures, weighted, the record at `offset` was out in.
+fn involved_in(failures: &VecDeque<FailedWindow>, offset: i64) -> u32 {
+    failures
+        .iter()
+        .filter(|w| w.lo <= offset && offset <= w.hi)
+        .map(|w| w.weight)
+        .sum()
+}
+
+/// How a failure looked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FailureKind {
+    pub reason: Reason,
+    /// Strong evidence (a seek-back, a member gone), not just a move to another member.
+    pub strong: bool,
+    /// Nothing but this partition's records can have caused it.
+    pub solo: bool,
+    /// How much it counts toward isolation (a stall counts double).
+    pub weight: u32,
+    /// The client kept fetching while its application hung.
+    pub hangs: bool,
+}
+
+/// A re-delivery count in its shared form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedCount {
+    /// The re-fetched offset.
+    pub offset: i64,
+    /// Deliveries counted.
+    pub count: u32,
+    /// How the latest failure looked.
+    pub reason: Reason,
+}
+
+/// One partition's search state as the sidecars of a group share it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Search {
+    /// Bumped by every change; the highest wins.
+    pub version: u64,
+    /// Committed offset, when known.
+    pub committed: Option<i64>,
+    /// Highest offset delivered to the group.
+    pub delivered_to: Option<i64>,
+    /// Re-delivery counts at the offsets the group resumed from.
+    pub counts: Vec<SharedCount>,
+    /// Failures the commit has not passed.
+    pub failures: Vec<FailedWindow>,
+    /// The isolation search, when isolated.
+    pub isolation: Option<super::isolation::IsolationSnapshot>,
 }

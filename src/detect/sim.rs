@@ -331,6 +331,7 @@ impl World<'_> {
             if self.t >= next_tick {
                 let reports = self.det.tick(self.now());
                 self.out.reports.extend(reports);
+                self.drain_decided();
                 next_tick += TICK_MS;
             }
             if self.s.produce_per_sec > 0 && self.t >= next_produce {
@@ -387,6 +388,25 @@ impl World<'_> {
                 next = next.min(f + self.s.idle_tail_ms);
             }
             self.t = next.max(self.t + 1);
+        }
+    }
+
+    /// A poison record named: the simulated proxy writes it to the DLQ.
+    fn emit(&mut self, offset: i64, reason: Reason) {
+        self.out.emitted.insert(offset);
+        self.out.emissions.push((offset, reason));
+        if self.out.failures_to_first_poison.is_none() {
+            self.out.failures_to_first_poison = Some(self.out.failures);
+        }
+        if !self.hidden.contains(&offset) && !self.dlq.iter().any(|(o, _)| *o == offset) {
+            self.dlq.push((offset, self.t + DLQ_MS));
+        }
+    }
+
+    /// Poison records named outside a delivery (a crash judged after it happened).
+    fn drain_decided(&mut self) {
+        for (_, p) in self.det.take_decided() {
+            self.emit(p.offset, p.reason);
         }
     }
 
@@ -459,7 +479,7 @@ impl World<'_> {
         match self.s.on_poison {
             OnPoison::Crash { leave } => {
                 if leave {
-                    self.det.member_left(GROUP, m.conn);
+                    self.det.member_left(GROUP, m.conn, self.now());
                 } else {
                     self.det.member_lost(GROUP, m.conn, self.now());
                 }
@@ -514,7 +534,7 @@ impl World<'_> {
                 // max.poll.interval exceeded: the client leaves, another member resumes.
                 let conn = m.conn;
                 self.member = None;
-                self.det.member_left(GROUP, conn);
+                self.det.member_left(GROUP, conn, self.now());
                 self.out.restarts += 1;
                 self.start_member();
                 return;
@@ -649,15 +669,9 @@ impl World<'_> {
             );
         }
         if let Some(p) = &decision.poison {
-            self.out.emitted.insert(p.offset);
-            self.out.emissions.push((p.offset, p.reason));
-            if self.out.failures_to_first_poison.is_none() {
-                self.out.failures_to_first_poison = Some(self.out.failures);
-            }
-            if !self.hidden.contains(&p.offset) && !self.dlq.iter().any(|(o, _)| *o == p.offset) {
-                self.dlq.push((p.offset, t + DLQ_MS));
-            }
+            self.emit(p.offset, p.reason);
         }
+        self.drain_decided();
         let Some(m) = self.member.as_mut() else {
             return;
         };

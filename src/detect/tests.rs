@@ -1,7 +1,7 @@
 //! Unit tests of the detector, call by call: what counts as a re-delivery, how
 //! isolation gates and bisects, backoff, diversion, stalls, sharing and memory bounds.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -162,7 +162,8 @@ fn reasons_follow_what_the_group_did() {
     );
     assert_eq!(
         reason_of(&|h| {
-            h.det.member_left("orders-svc", ConnId(1));
+            let now = h.at(15);
+            h.det.member_left("orders-svc", ConnId(1), now);
             h.fetch(20, 2, 0, 0, 9);
         }),
         Reason::Redelivery
@@ -173,7 +174,8 @@ fn reasons_follow_what_the_group_did() {
                 h.reports(61_000)[..],
                 [Event::StallStarted { .. }]
             ));
-            h.det.member_left("orders-svc", ConnId(1));
+            let now = h.at(119_000);
+            h.det.member_left("orders-svc", ConnId(1), now);
             h.fetch(120_000, 2, 0, 0, 9);
         }),
         Reason::Stalled
@@ -270,20 +272,23 @@ fn backoff_withholds_until_the_delay_has_passed() {
         ..Default::default()
     });
     assert_eq!(h.isolate_0_to_99().action, trim(0));
-    // The probe passes; the next window (1..=49) fails: backoff 1s.
+    // The first record passes; the next window (1..=2) fails: backoff 1s.
     h.commit(450, 1);
-    assert_eq!(h.fetch(460, 3, 1, 1, 99).action, trim(49));
+    assert_eq!(h.fetch(460, 3, 1, 1, 99).action, trim(2));
     h.crash(500, 3);
     assert_eq!(h.fetch(600, 4, 1, 1, 99).action, Action::Withhold);
     assert_eq!(h.fetch(1500, 4, 1, 1, 99).action, Action::Withhold);
     // Delivered after the delay; the retry after a withheld answer is not a failure.
-    assert_eq!(h.fetch(1700, 4, 1, 1, 99).action, trim(24));
+    assert_eq!(h.fetch(1700, 4, 1, 1, 99).action, trim(1));
     assert_eq!(h.status().isolation.map(|i| i.failures), Some(1));
-    // The second failure doubles the delay.
+    // Record 1 passes; record 2, alone, fails: backoff 2s, and it is named.
+    h.commit(1750, 2);
+    assert_eq!(h.fetch(1760, 4, 2, 2, 99).action, trim(2));
     h.crash(1800, 4);
-    assert_eq!(h.fetch(1900, 5, 1, 1, 99).action, Action::Withhold);
-    assert_eq!(h.fetch(3800, 5, 1, 1, 99).action, Action::Withhold);
-    assert_eq!(h.fetch(3950, 5, 1, 1, 99).action, trim(12));
+    let d = h.fetch(1900, 5, 2, 2, 99);
+    assert_eq!(d.action, Action::Withhold);
+    assert_eq!(d.poison.map(|p| p.offset), Some(2));
+    assert_eq!(h.status().isolation.map(|i| i.failures), Some(2));
 }
 
 #[test]
@@ -349,7 +354,8 @@ fn stall_is_reported_once_per_episode_and_counts_double() {
     assert!(h.reports(120_000).is_empty(), "one report per episode");
     assert!(h.status().stalled);
     // Evicted, another member resumes: one re-delivery after a stall counts two.
-    h.det.member_left("orders-svc", ConnId(1));
+    let now = h.at(299_000);
+    h.det.member_left("orders-svc", ConnId(1), now);
     let d = h.fetch(300_000, 2, 0, 0, 99);
     assert_eq!(d.action, trim(0));
     assert_eq!(h.status().phase, Phase::Isolating);
@@ -385,27 +391,39 @@ fn groups_are_separate() {
 }
 
 #[test]
-fn counts_travel_to_another_sidecar() {
+fn the_search_travels_to_another_sidecar() {
     let mut a = H::new(DetectConfig::default());
     a.commit(0, 0);
     a.fetch(0, 1, 0, 0, 99);
     a.crash(100, 1);
-    a.fetch(200, 2, 0, 0, 99);
-    let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let shared = a.det.export_counts(&a.key, a.at(300), wall);
+    a.fetch(400, 2, 0, 0, 99);
+    a.crash(500, 2);
+    let _ = a.reports(1_200);
+    assert_eq!(a.status().phase, Phase::Isolating);
+    let shared = a.det.take_changed_searches();
     assert_eq!(shared.len(), 1);
-    assert_eq!(
-        (shared[0].offset, shared[0].count, shared[0].delivered_to),
-        (0, 2, 99)
-    );
-    // The partition moves to another pod: its sidecar starts from the shared count.
+    let (key, search) = &shared[0];
+    assert!(search.isolation.is_some());
+    assert!(a.det.take_changed_searches().is_empty(), "shared once");
+    // The partition moves to another pod: its sidecar continues the same search.
     let mut b = H::new(DetectConfig::default());
-    b.det.merge_counts(shared, b.at(0), wall);
+    assert!(b.det.adopt(key, search, "pod-a", "pod-b", b.at(0)));
+    assert!(!b.det.adopt(key, search, "pod-a", "pod-b", b.at(0)), "not twice");
     b.commit(0, 0);
     let d = b.fetch(400, 7, 0, 0, 99);
-    assert_eq!(d.action, trim(0), "the third delivery overall isolates");
-    assert_eq!(b.status().isolation.map(|i| i.range_end), Some(99));
-    let _ = SystemTime::now();
+    assert_eq!(d.action, trim(0), "the window, not the whole range");
+    let st = b.status();
+    assert_eq!(st.isolation.map(|i| i.range_end), Some(99));
+    assert_eq!(st.owner.as_deref(), Some("pod-a"));
+    // Its own change makes it the owner and is shared with a higher version.
+    b.commit(500, 1);
+    let (_, newer) = b.det.take_changed_searches().pop().expect("changed");
+    assert!(newer.version > search.version);
+    let mut older = newer.clone();
+    older.version = search.version.saturating_sub(1);
+    assert!(!a.det.adopt(key, &older, "pod-b", "pod-a", a.at(2_000)));
+    assert!(a.det.adopt(key, &newer, "pod-b", "pod-a", a.at(2_000)));
+    assert_eq!(a.status().owner.as_deref(), Some("pod-b"));
 }
 
 #[test]
@@ -416,13 +434,17 @@ fn memory_is_bounded() {
         evict_idle: Duration::from_secs(60),
         ..Default::default()
     };
-    let mut h = H::new(DetectConfig::default());
+    let mut h = H::new(DetectConfig {
+        max_deliveries: 100,
+        ..Default::default()
+    });
     h.det = Detector::new(limits);
     // Many re-delivered offsets: only the most recent four are kept.
     h.fetch(0, 1, 0, 0, 999);
     for i in 0..20u64 {
         let off = i64::try_from(i * 10).unwrap_or(0);
         h.fetch(10 + i, 100 + i, off, off, off + 5);
+        h.fetch(10 + i, 200 + i, off, off, off + 5);
     }
     assert_eq!(h.status().tracked_offsets, 4);
     // A third key is not tracked, and says so once.
@@ -493,11 +515,14 @@ fn a_record_is_diverted_only_after_failing_max_deliveries_times_itself() {
         assert_eq!(seek_back(&mut h, 200, 0).action, trim(0));
         assert_eq!(h.status().phase, Phase::Isolating);
         h.commit(300, 1);
-        assert_eq!(seek_back(&mut h, 400, 1).action, trim(19));
+        // Windows gallop up from the commit: 1..=2, then wider as the group commits them.
+        assert_eq!(seek_back(&mut h, 400, 1).action, trim(2));
         for o in 2..=17 {
             h.commit(500, o);
         }
-        // 17 fails twice: the first failure narrows to it, the second is its own.
+        // 17 is delivered, then fails twice: the first failure narrows to it, the second
+        // is its own.
+        assert_eq!(seek_back(&mut h, 550, 17).poison, None);
         assert_eq!(seek_back(&mut h, 600, 17).poison, None);
         assert_eq!(seek_back(&mut h, 700, 17).poison, None);
         if seventeen_is_poison {

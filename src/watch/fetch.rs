@@ -19,7 +19,7 @@ use super::divert::DivertRequest;
 use super::{ConnInfo, ConsumerWatch};
 use crate::consumer_requests::{FetchPosition, TopicRef};
 use crate::detect::{Action, ConnId, DeliveryDecision, PartitionKey, Report, Visible};
-use crate::metrics::{DivertLabel, Metrics, TopicGroupLabel};
+use crate::metrics::{DivertLabel, HoldLabel, Metrics, TopicGroupLabel};
 use crate::record::Record;
 use crate::record_batch::{self, Verdict};
 use crate::transform::{Outcome, Pipeline, RecordContext};
@@ -123,20 +123,18 @@ impl ConsumerWatch {
                     }
                 }
                 if let Some(key) = &key {
-                    // While one partition of the group is searched, the group's other
-                    // partitions are held back, so a failure can only come from the window.
-                    let isolating = self.detector().isolating_in_group(&key.group);
-                    if !isolating.is_empty() && !isolating.contains(key) {
-                        withheld = true;
-                        if !original.is_empty() {
-                            part.records = Some(Bytes::new());
-                            changed = true;
-                        }
-                        continue;
-                    }
                     let decision = self.detect(conn, key, &work, &out);
                     if decision.action == Action::Withhold {
                         withheld = true;
+                    }
+                    if let Some(hold) = decision.hold {
+                        self.metrics
+                            .fetch_holds
+                            .get_or_create(&HoldLabel {
+                                group: key.group.clone(),
+                                reason: hold.as_str().to_string(),
+                            })
+                            .inc();
                     }
                     out = self.apply_decision(&work, key, &decision, out, pipeline);
                 }
@@ -151,6 +149,8 @@ impl ConsumerWatch {
                 }
             }
         }
+        // A crash judged during this response's detection names its poison here.
+        self.divert_decided();
         if withheld && !any_records {
             // Like a broker with nothing to return: hold the answer for the fetch's wait
             // time, so a gated consumer does not spin.

@@ -78,8 +78,6 @@ pub struct ConsumerWatch {
     pub(crate) diverter: Arc<Diverter>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) pipelines: Arc<crate::transform::Pipelines>,
-    /// Delivery counts last published per partition: (offset, count) pairs.
-    published: Mutex<std::collections::HashMap<PartitionKey, Vec<(i64, u32)>>>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
 }
@@ -107,7 +105,6 @@ impl ConsumerWatch {
             diverter,
             metrics,
             pipelines,
-            published: Mutex::new(Default::default()),
             sessions: Mutex::new(Default::default()),
         }
     }
@@ -347,7 +344,8 @@ impl ConsumerWatch {
                     if r.error_code == 0 {
                         if let Some(m) = &request.member_id {
                             self.groups().left(group, m);
-                            self.detector().member_left(group, ConnId(conn.id));
+                            self.detector()
+                                .member_left(group, ConnId(conn.id), Instant::now());
                         }
                     }
                 }
@@ -408,59 +406,62 @@ impl ConsumerWatch {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conn.id);
         let lost = self.groups().connection_closed(conn.id);
-        if lost.is_empty() {
-            return;
-        }
         let now = Instant::now();
         let mut detector = self.detector();
+        detector.conn_closed(ConnId(conn.id), now);
         for m in lost {
             tracing::info!(group = %m.group, member = %m.member_id, partitions = m.partitions.len(), "consumer connection closed without LeaveGroup");
             detector.member_lost(&m.group, ConnId(conn.id), now);
         }
     }
 
-    /// Shares delivery counts through the state topic: merges what other sidecars wrote and
-    /// publishes this proxy's counts that changed, so a partition that moves to another pod
-    /// keeps its count.
-    fn share_counts(&self) {
+    /// Shares poison searches through the state topic: adopts what other sidecars wrote
+    /// (a partition that moves to another pod continues its search there) and publishes
+    /// this sidecar's searches that changed.
+    fn share_searches(&self) {
         let now = Instant::now();
-        let wall = std::time::SystemTime::now();
-        let incoming = self.store.take_counts();
-        let mut detector = self.detector();
-        if !incoming.is_empty() {
-            detector.merge_counts(incoming, now, wall);
-        }
-        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        let keys: std::collections::BTreeSet<PartitionKey> = detector
-            .counted_keys()
-            .into_iter()
-            .chain(published.keys().cloned())
-            .collect();
-        for key in keys {
-            let counts = detector.export_counts(&key, now, wall);
-            let summary: Vec<(i64, u32)> = counts.iter().map(|c| (c.offset, c.count)).collect();
-            if published.get(&key) == Some(&summary) {
-                continue;
+        let me = self.diverter.instance().to_string();
+        let incoming = self.store.take_searches();
+        let changed = {
+            let mut detector = self.detector();
+            for s in &incoming {
+                if detector.adopt(&s.key, &s.search, &s.instance, &me, now) {
+                    tracing::debug!(group = %s.key.group, topic = %s.key.topic, partition = s.key.partition,
+                        from = %s.instance, version = s.search.version, "continuing a search another sidecar shared");
+                }
             }
-            if summary.is_empty() {
-                published.remove(&key);
-            } else {
-                published.insert(key.clone(), summary);
-            }
+            detector.take_changed_searches()
+        };
+        for (key, search) in changed {
             let store = self.store.clone();
-            let instance = self.diverter.instance().to_string();
+            let instance = me.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.publish_counts(&instance, key, counts).await {
-                    tracing::debug!(error = %e, "cannot share delivery counts");
+                if let Err(e) = store.publish_search(&instance, key, search).await {
+                    tracing::warn!(error = %e, "cannot share a poison search through the state topic");
                 }
             });
         }
     }
 
+    /// Writes the poison records the detector named outside a fetch (a crash judged a
+    /// moment after it happened) to the dead-letter topic.
+    pub(crate) fn divert_decided(&self) {
+        let decided = self.detector().take_decided();
+        for (key, poison) in decided {
+            let mask = self
+                .pipelines
+                .for_record(&key.topic, Some(&key.group))
+                .and_then(|p| p.dlq_mask().cloned());
+            self.diverter
+                .divert(&key, divert::DivertRequest::poison(&poison), None, mask);
+        }
+    }
+
     /// Periodic work: shared counts, stall reports and idle-state eviction.
     pub fn tick(&self) {
-        self.share_counts();
         let reports = self.detector().tick(Instant::now());
+        self.divert_decided();
+        self.share_searches();
         for r in reports {
             fetch::report(&self.metrics, &r);
         }

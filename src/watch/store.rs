@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
-use crate::detect::{DeliveryCount, PartitionKey};
+use crate::detect::{PartitionKey, Search};
 use crate::record::Record;
 
 /// One quarantined record.
@@ -51,12 +51,27 @@ enum StateMessage {
         partition: i32,
         offset: i64,
     },
-    /// Delivery counts of one partition, shared by the sidecars of its group.
-    Counts {
+    /// The poison search of one partition, shared by the sidecars of its group: whoever
+    /// serves the partition next continues it.
+    Search {
         instance: String,
         key: PartitionKey,
-        counts: Vec<DeliveryCount>,
+        search: Search,
     },
+    /// Delivery counts, as written by earlier versions (superseded by `Search`; read
+    /// and ignored).
+    Counts {},
+}
+
+/// A search state another sidecar (or this one, before a restart) shared.
+#[derive(Debug, Clone)]
+pub struct SharedSearch {
+    /// The sidecar that wrote it.
+    pub instance: String,
+    /// The partition.
+    pub key: PartitionKey,
+    /// Its search state.
+    pub search: Search,
 }
 
 type PartitionId = (String, String, i32);
@@ -68,8 +83,8 @@ pub struct Store {
     topic: String,
     loaded: tokio::sync::watch::Sender<bool>,
     next_offset: std::sync::Mutex<i64>,
-    /// Counts read from the topic, waiting to be merged into the detector.
-    incoming_counts: std::sync::Mutex<Vec<DeliveryCount>>,
+    /// Search states read from the topic, waiting to be adopted by the detector.
+    incoming_searches: std::sync::Mutex<Vec<SharedSearch>>,
 }
 
 /// Why a decision could not be stored.
@@ -93,7 +108,7 @@ impl Store {
             topic,
             loaded: tokio::sync::watch::channel(false).0,
             next_offset: std::sync::Mutex::new(0),
-            incoming_counts: std::sync::Mutex::new(Vec::new()),
+            incoming_searches: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -182,33 +197,33 @@ impl Store {
         Ok(was)
     }
 
-    /// Shares a partition's delivery counts with the other sidecars of its group.
-    pub async fn publish_counts(
+    /// Shares a partition's search state with the other sidecars of its group.
+    pub async fn publish_search(
         &self,
         instance: &str,
         key: PartitionKey,
-        counts: Vec<DeliveryCount>,
+        search: Search,
     ) -> Result<(), StoreError> {
         let state_key = format!(
-            "counts\u{0}{}\u{0}{}\u{0}{}",
+            "search\u{0}{}\u{0}{}\u{0}{}",
             key.group, key.topic, key.partition
         );
         self.persist(
             &state_key,
-            &StateMessage::Counts {
+            &StateMessage::Search {
                 instance: instance.to_string(),
                 key,
-                counts,
+                search,
             },
         )
         .await
     }
 
-    /// Counts read from the state topic since the last call.
-    pub fn take_counts(&self) -> Vec<DeliveryCount> {
+    /// Search states read from the state topic since the last call, oldest first.
+    pub fn take_searches(&self) -> Vec<SharedSearch> {
         std::mem::take(
             &mut *self
-                .incoming_counts
+                .incoming_searches
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         )
@@ -238,16 +253,25 @@ impl Store {
     }
 
     fn apply(&self, msg: StateMessage) {
-        if let StateMessage::Counts { counts, .. } = msg {
-            self.incoming_counts
+        if let StateMessage::Search {
+            instance,
+            key,
+            search,
+        } = msg
+        {
+            self.incoming_searches
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .extend(counts);
+                .push(SharedSearch {
+                    instance,
+                    key,
+                    search,
+                });
             return;
         }
         let mut map = self.hidden.write().unwrap_or_else(|e| e.into_inner());
         match msg {
-            StateMessage::Counts { .. } => {}
+            StateMessage::Counts {} | StateMessage::Search { .. } => {}
             StateMessage::Quarantine(q) => {
                 map.entry((q.group.clone(), q.topic.clone(), q.partition))
                     .or_default()
