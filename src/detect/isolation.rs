@@ -35,6 +35,11 @@ use super::{Action, Event, IsolationOutcome, IsolationStatus, Poison, Reason, Vi
 /// Longest quiet timeout, in multiples of `isolation_idle_timeout`.
 const QUIET_CAP: u32 = 32;
 
+/// Committed single-record windows after a failure before the windows start to double:
+/// a consumer that commits after each poll resumes a few records before the one it
+/// crashed on, and stepping to it one record at a time costs round trips, not failures.
+const STEP_RECORDS: u32 = 16;
+
 /// A failure seen while isolated.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Failure {
@@ -100,6 +105,8 @@ pub(crate) struct Isolation {
     gallop: i64,
     /// The consumer has committed a whole window: windows are proven by commits.
     commit_successes: bool,
+    /// Windows committed since the latest failure.
+    steps: u32,
     backoff_until: Option<Instant>,
     first_delivery: Instant,
     /// The record handed to the proxy for diversion.
@@ -138,6 +145,7 @@ impl Isolation {
             confirmations: 0,
             gallop: 1,
             commit_successes: false,
+            steps: 0,
             backoff_until: None,
             first_delivery: count.first,
             diverting: None,
@@ -288,6 +296,17 @@ impl Isolation {
             .then_some(self.range_end)
     }
 
+    /// The record to deliver alone, holding the group's other partitions back: the
+    /// candidate, or the single record of a window at the bottom of the range. A
+    /// failure of it then names it.
+    pub(crate) fn probe_record(&self) -> Option<i64> {
+        if self.diverting.is_some() {
+            return None;
+        }
+        let next = self.good_to().saturating_add(1);
+        (self.window_end == next || next >= self.range_end).then_some(next.min(self.range_end))
+    }
+
     /// Failures seen in isolation (changes with each failure).
     pub(crate) fn failures(&self) -> u32 {
         self.failures
@@ -306,9 +325,11 @@ impl Isolation {
     /// A failure inside the window: narrow the range, maybe name the poison.
     /// `involved(offset)` is how many failures so far (this one included) the record at
     /// `offset` was delivered in and not committed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_failure(
         &mut self,
         f: Failure,
+        resume: i64,
         committed: Option<i64>,
         involved: &dyn Fn(i64) -> u32,
         cfg: &DetectConfig,
@@ -344,6 +365,11 @@ impl Isolation {
                 self.base_good = floor.min(delivered.saturating_sub(1));
             }
         }
+        // The group resumes at `resume`: what lies below it is committed, hidden or gone,
+        // and a seek-back says the records before it were processed.
+        if resume <= delivered && resume.saturating_sub(1) > self.base_good {
+            self.base_good = resume.saturating_sub(1);
+        }
         // The failure names one record when exactly one unproven record was out, and
         // nothing else the member held could have caused it.
         let good_before = self.good_to();
@@ -357,6 +383,7 @@ impl Isolation {
         if self.commit_successes {
             self.gallop = 1;
         }
+        self.steps = 0;
 
         if let Some(p) = self.diverting {
             // Still not diverted: hand the record out again so the proxy can retry a
@@ -424,7 +451,10 @@ impl Isolation {
                 self.commits_when_done = true;
             }
             self.commit_successes = true;
-            self.gallop = self.gallop.saturating_mul(2);
+            self.steps = self.steps.saturating_add(1);
+            if self.steps >= STEP_RECORDS {
+                self.gallop = self.gallop.saturating_mul(2);
+            }
             self.next_window(now);
         }
         None
@@ -556,6 +586,7 @@ impl Isolation {
             confirmations: s.confirmations,
             gallop: s.gallop.max(1),
             commit_successes: s.commit_successes,
+            steps: 0,
             backoff_until: None,
             first_delivery,
             diverting: s.diverting,

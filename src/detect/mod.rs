@@ -33,6 +33,8 @@ mod report;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
+mod sim_group;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;
@@ -306,6 +308,8 @@ pub struct Detector {
     decided: Vec<(PartitionKey, Poison)>,
     /// Per key: the sidecar that last wrote its search state, when not this one.
     owners: HashMap<PartitionKey, String>,
+    /// Last crash id handed out.
+    last_crash: u64,
 }
 
 impl Detector {
@@ -313,6 +317,7 @@ impl Detector {
     pub fn new(limits: DetectorLimits) -> Self {
         Detector {
             limits,
+            last_crash: crash_id_seed(),
             ..Default::default()
         }
     }
@@ -414,7 +419,7 @@ impl Detector {
         if let Some(p) = self.probes.get(group) {
             let iso = self.keys.get(&p.key).and_then(|s| s.isolation.as_ref());
             let on = iso.is_some_and(|i| {
-                i.candidate() == Some(p.candidate) && i.failures() == p.failures
+                i.probe_record() == Some(p.candidate) && i.failures() == p.failures
             }) && now.saturating_duration_since(p.since) < cfg.probe_timeout;
             if !on {
                 let done = p.key.clone();
@@ -433,7 +438,7 @@ impl Detector {
                 .filter_map(|k| {
                     let s = self.keys.get(k)?;
                     let iso = s.isolation.as_ref()?;
-                    Some((s.last_probe, k, iso.candidate()?, iso.failures()))
+                    Some((s.last_probe, k, iso.probe_record()?, iso.failures()))
                 })
                 .min_by_key(|(last, ..)| *last)
                 .map(|(_, k, candidate, failures)| Probe {
@@ -461,12 +466,11 @@ impl Detector {
         if self.departures.is_empty() {
             return;
         }
-        let (due, wait): (Vec<Departure>, Vec<Departure>) =
-            std::mem::take(&mut self.departures)
-                .into_iter()
-                .partition(|d| {
-                    group == Some(d.group.as_str()) || now.saturating_duration_since(d.at) >= SETTLE
-                });
+        let (due, wait): (Vec<Departure>, Vec<Departure>) = std::mem::take(&mut self.departures)
+            .into_iter()
+            .partition(|d| {
+                group == Some(d.group.as_str()) || now.saturating_duration_since(d.at) >= SETTLE
+            });
         self.departures = wait;
         for d in due {
             let gone = |c: ConnId| c == d.conn || self.closed.contains_key(&c);
@@ -482,6 +486,8 @@ impl Detector {
                 .collect();
             let solo = participants.len() == 1;
             let limits = self.limits;
+            self.last_crash = self.last_crash.wrapping_add(1).max(1);
+            let crash = self.last_crash;
             for key in participants {
                 let Some(state) = self.keys.get_mut(&key) else {
                     continue;
@@ -504,8 +510,9 @@ impl Detector {
                     solo,
                     weight: if stalled { 2 } else { 1 },
                     hangs,
+                    crash,
                 };
-                        let mut sink = Sink::new(&key, &mut self.reports);
+                let mut sink = Sink::new(&key, &mut self.reports);
                 if let Some(p) = state.fail(lo, kind, now, &limits, &mut sink) {
                     self.decided.push((key.clone(), p));
                 }
@@ -579,10 +586,29 @@ impl Detector {
     /// The proxy wrote the poison record at `offset` to the dead-letter topic, got the
     /// acknowledgement, and hides it from now on.
     pub fn diverted(&mut self, key: &PartitionKey, offset: i64) {
-        if let Some(state) = self.keys.get_mut(key) {
-            let mut sink = Sink::new(key, &mut self.reports);
-            state.diverted(offset, &mut sink);
-            self.touched(key);
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        // The crashes it was out in are explained: they count against no other record
+        // of the group.
+        let crashes = state.crashes_of(offset);
+        let mut sink = Sink::new(key, &mut self.reports);
+        state.diverted(offset, &mut sink);
+        self.touched(key);
+        if crashes.is_empty() {
+            return;
+        }
+        let others: Vec<PartitionKey> = self
+            .keys
+            .keys()
+            .filter(|k| k.group == key.group && *k != key)
+            .cloned()
+            .collect();
+        for k in others {
+            if let Some(s) = self.keys.get_mut(&k) {
+                s.explained(&crashes);
+            }
+            self.touched(&k);
         }
     }
 
@@ -741,4 +767,16 @@ impl Detector {
         self.track(key);
         true
     }
+}
+
+/// A starting point for crash ids that another sidecar will not share: ids travel with
+/// the search state between sidecars.
+fn crash_id_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let pid = u64::from(std::process::id());
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (nanos ^ (pid << 40) ^ (n << 20)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }

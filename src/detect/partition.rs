@@ -60,6 +60,10 @@ pub struct FailedWindow {
     pub hi: i64,
     /// How much the failure counts (a stall counts double).
     pub weight: u32,
+    /// The crash this failure is part of (the same id on every partition the member
+    /// held), 0 for a failure of this partition alone (a seek-back).
+    #[serde(default)]
+    pub crash: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -212,12 +216,37 @@ impl PartitionState {
     /// Where the group resumes after a failure now: its commit, or the first record
     /// delivered since the latest failure.
     pub(crate) fn resume_offset(&self) -> Option<i64> {
-        self.committed.or(self.since_failure.map(|(lo, _)| lo))
+        // The first record delivered since the latest failure is the first one at or past
+        // the commit: records between are hidden (diverted) or gone (compaction).
+        let first = self.since_failure.map(|(lo, _)| lo);
+        match (self.committed, first) {
+            (Some(c), Some(f)) => Some(c.max(f)),
+            (c, f) => c.or(f),
+        }
     }
 
     /// The commit is stalled and the client kept fetching meanwhile: a hang.
     pub(crate) fn hangs(&self) -> bool {
         self.stalled && self.fetched_while_stalled
+    }
+
+    /// The crashes the record at `offset` was out in.
+    pub(crate) fn crashes_of(&self, offset: i64) -> Vec<u64> {
+        self.failures
+            .iter()
+            .filter(|w| w.crash != 0 && w.lo <= offset && offset <= w.hi)
+            .map(|w| w.crash)
+            .collect()
+    }
+
+    /// Forgets failures that a diverted record explains.
+    pub(crate) fn explained(&mut self, crashes: &[u64]) {
+        let before = self.failures.len();
+        self.failures
+            .retain(|w| w.crash == 0 || !crashes.contains(&w.crash));
+        if self.failures.len() != before {
+            self.touch();
+        }
     }
 
     /// The state changed in a way the other sidecars must learn.
@@ -418,6 +447,7 @@ impl PartitionState {
                         solo,
                         weight,
                         hangs,
+                        crash: 0,
                     },
                     now,
                     limits,
@@ -487,6 +517,7 @@ impl PartitionState {
                 lo,
                 hi,
                 weight: kind.weight,
+                crash: kind.crash,
             });
         }
         let count = self.count_redelivery(lo, kind.reason, kind.weight, now, limits);
@@ -500,9 +531,13 @@ impl PartitionState {
                 solo: kind.solo,
             };
             let involved = |o: i64| involved_in(failures, o);
-            return iso.on_failure(failure, committed, &involved, &cfg, now, sink);
+            return iso.on_failure(failure, lo, committed, &involved, &cfg, now, sink);
         }
-        if count >= cfg.max_deliveries {
+        // Isolate when a record out now has been out in enough failures: counted at the
+        // resume offset, or anywhere in this failure's window (a batch committer
+        // resumes at a different offset each time).
+        let peak = peak_involvement(&self.failures, lo, hi);
+        if count >= cfg.max_deliveries || peak.saturating_add(1) >= cfg.max_deliveries {
             // A client that kept fetching while its application hung looks, in
             // isolation, like a consumer idle at the gate: quiet windows would lie.
             self.start_isolation(lo, delivered, kind.hangs, now, sink);
@@ -704,6 +739,19 @@ fn involved_in(failures: &VecDeque<FailedWindow>, offset: i64) -> u32 {
         .sum()
 }
 
+/// The highest involvement of any record in `lo..=hi`.
+fn peak_involvement(failures: &VecDeque<FailedWindow>, lo: i64, hi: i64) -> u32 {
+    // The involvement only changes at window starts: try each start inside the range.
+    failures
+        .iter()
+        .map(|w| w.lo.max(lo))
+        .chain(std::iter::once(lo))
+        .filter(|o| *o <= hi)
+        .map(|o| involved_in(failures, o))
+        .max()
+        .unwrap_or(0)
+}
+
 /// How a failure looked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FailureKind {
@@ -716,6 +764,8 @@ pub(crate) struct FailureKind {
     pub weight: u32,
     /// The client kept fetching while its application hung.
     pub hangs: bool,
+    /// Id of the crash (shared by the partitions it concerns), 0 when local.
+    pub crash: u64,
 }
 
 /// A re-delivery count in its shared form.
