@@ -12,7 +12,8 @@ parse depends on ``mode``:
 
 Spec (one JSON argument): bootstrap, topic, group, mode, commit (``each``: synchronous
 commit after every record; ``auto``: offsets stored after processing, auto-committed every
-``auto_commit_ms``), sleep_ms (per record), flaky_failures (a record whose value has
+``auto_commit_ms``; ``batch``: ``consume(num_messages=consume_batch)`` and one synchronous
+commit of the batch's positions after the whole batch), sleep_ms (per record), flaky_failures (a record whose value has
 ``"flaky": true`` fails that many times, each followed by a seek back, then succeeds),
 exit_after (commit and exit 0 after that many records), client_id.
 
@@ -109,6 +110,39 @@ def process(msg) -> bool:
         time.sleep(spec["sleep_ms"] / 1000)
     return True
 
+
+def commit_batch(msgs) -> None:
+    ends = {}
+    for m in msgs:
+        ends[(m.topic(), m.partition())] = m.offset() + 1
+    try:
+        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()],
+                        asynchronous=False)
+    except KafkaException as e:  # e.g. a rebalance took the partition away
+        emit(ev="commit_failed", error=str(e))
+
+
+if spec.get("commit") == "batch":
+    # An application that takes records in batches and commits after each batch: a crash
+    # in the middle of a batch leaves the records before it processed but not committed.
+    while not stopping:
+        msgs = consumer.consume(num_messages=spec.get("consume_batch", 10), timeout=0.1)
+        batch = []
+        for msg in msgs:
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    emit(ev="error", message=str(msg.error()))
+                continue
+            if not process(msg):
+                break
+            emit(ev="processed", p=msg.partition(), o=msg.offset())
+            batch.append(msg)
+            done += 1
+        if batch:
+            commit_batch(batch)
+    consumer.close()
+    emit(ev="exit", processed=done)
+    sys.exit(0)
 
 while not stopping:
     try:
