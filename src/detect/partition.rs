@@ -112,6 +112,9 @@ pub(crate) struct PartitionState {
     stalled: bool,
     /// A member that already had records fetched again while the commit was stalled.
     fetched_while_stalled: bool,
+    /// Since the commit last moved, a client kept fetching while its application hung:
+    /// quiet windows cannot be trusted for this partition.
+    hang_seen: bool,
     /// The group rebalanced (a member sent JoinGroup) since the latest delivery.
     rebalanced: bool,
     /// Latest call for this key.
@@ -138,6 +141,7 @@ impl PartitionState {
             progress_at: now,
             stalled: false,
             fetched_while_stalled: false,
+            hang_seen: false,
             rebalanced: false,
             last_seen: now,
             isolation: None,
@@ -400,6 +404,7 @@ impl PartitionState {
         let fetched_while_stalled = self.fetched_while_stalled;
         if self.stalled && self.conns.iter().any(|c| c.conn == conn) {
             self.fetched_while_stalled = true;
+            self.hang_seen = true;
         }
         let Some(v) = visible else {
             if let Some(iso) = &mut self.isolation {
@@ -507,6 +512,9 @@ impl PartitionState {
             delivered
         };
         self.since_failure = None;
+        // Counted before the stall clock restarts: the time since progress is how long
+        // this consumer takes to fail (a hang shows as its eviction time).
+        let count = self.count_redelivery(lo, kind.reason, kind.weight, now, limits);
         self.clear_stall(now);
         self.touch();
         if kind.strong || self.isolation.is_none() {
@@ -520,7 +528,6 @@ impl PartitionState {
                 crash: kind.crash,
             });
         }
-        let count = self.count_redelivery(lo, kind.reason, kind.weight, now, limits);
         let cfg = self.cfg;
         let committed = self.committed;
         let failures = &self.failures;
@@ -577,6 +584,7 @@ impl PartitionState {
             deliveries: count.count,
             reason: count.reason,
         });
+        let hangs = hangs || self.hang_seen;
         self.isolation = Some(Isolation::start(origin, range_end, count, hangs, now));
         self.touch();
     }
@@ -626,6 +634,7 @@ impl PartitionState {
             return;
         }
         self.committed = Some(offset);
+        self.hang_seen = false;
         self.clear_stall(now);
         self.counts.retain(|o, _| *o >= offset);
         self.history.retain(|d| d.last >= offset);

@@ -322,7 +322,7 @@ fn backoff_delays_redelivery_in_isolation() {
             a.max_redelivery_wait_ms
         );
         assert!(
-            b.max_redelivery_wait_ms >= 2000,
+            b.max_redelivery_wait_ms >= 1000,
             "{}",
             b.max_redelivery_wait_ms
         );
