@@ -14,19 +14,22 @@ No healthy record is in the DLQ.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import pytest
 
 from apps.supervisor import JS_CONSUMER, Supervisor, app_command, start_app
-from harness import Tansu, _tail, free_port
-from poison_support import (Produced, WatchedQuarantine, check_dlq, check_nothing_lost,
-                            create_topic, diagnose, end_offsets, is_poison, metric_for,
-                            order_items, produce, quarantined, stack_fixture, wait_caught_up,
-                            wait_for, watch_yaml)
+from harness import Tansu, _tail, free_port, quarantine_bin
+from poison_support import (Produced, WatchedQuarantine, admin_call, check_dlq,
+                            check_nothing_lost, create_topic, diagnose, end_offsets, is_poison,
+                            metric_for, order_items, produce, quarantined, stack_fixture,
+                            wait_caught_up, wait_for, watch_yaml)
 
 # librdkafka batches of 125 records, lz4, as the producer of the issue's orders topic.
 LZ4_BATCHES = {"compression.type": "lz4", "batch.num.messages": 125, "linger.ms": 100}
@@ -44,6 +47,7 @@ class Run:
     produced: list[Produced]
     poison: list[Produced]
     apps: list[Supervisor]
+    searches: list[dict] = field(default_factory=list)
 
     def processed(self) -> set[tuple[int, int]]:
         out: set[tuple[int, int]] = set()
@@ -53,6 +57,35 @@ class Run:
 
     def crashes(self) -> int:
         return sum(len(a.exits) for a in self.apps)
+
+
+class SearchWatcher:
+    """Polls ``GET /quarantine/searches`` of some proxies while a run goes on, keeping
+    every row seen for one group."""
+
+    def __init__(self, proxies, group: str):
+        self.proxies, self.group = proxies, group
+        self.rows: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.3):
+            for p in self.proxies:
+                try:
+                    status, body = admin_call(p, "GET", "/quarantine/searches")
+                except OSError:
+                    continue
+                if status == 200 and isinstance(body, list):
+                    self.rows += [r for r in body if r.get("group") == self.group]
+
+    def __enter__(self) -> "SearchWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def three_poison_topic(bootstrap: str, name: str, partitions: int, per_partition: int,
@@ -93,12 +126,13 @@ def run_single(stack, name: str, client: str, spec: dict, logdir) -> Run:
                                                  SINGLE_POISON, batches)
     group = topic + ".g"
     app = start_app(stack, client, logdir, name, topic=topic, group=group, **spec)
-    try:
-        wait_caught_up(stack, group, topic, end_offsets(produced, 4), 420,
-                       diagnose(stack, app))
-    finally:
-        app.stop()
-    return Run(topic, group, produced, poison, [app])
+    with SearchWatcher([stack.proxy], group) as watcher:
+        try:
+            wait_caught_up(stack, group, topic, end_offsets(produced, 4), 420,
+                           diagnose(stack, app))
+        finally:
+            app.stop()
+    return Run(topic, group, produced, poison, [app], watcher.rows)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +159,18 @@ def test_several_poison_records_in_one_application_are_all_diverted(stack, singl
     # searched: visible in the hold counter.
     met = {(p, o) for p, o in run.apps[0].poison_seen()}
     assert met == {p.at for p in run.poison}
+    if SINGLE[name][1]["mode"] == "crash":
+        # The searches were visible while they ran (a crash-restart takes seconds; an
+        # in-process retry may be searched faster than the poll sees).
+        searched = {r["partition"] for r in run.searches
+                    if r["phase"] in ("isolating", "diverting")}
+        assert {p.partition for p in run.poison} <= searched, run.searches[-5:]
+    holds = metric_for(stack.proxy, "quarantine_fetch_holds_total", group=run.group)
+    assert holds > 0, "records were held back while searching, and counted"
+    # Once everything is committed, no search is left open for the group.
+    status, rows = admin_call(stack.proxy, "GET", "/quarantine/searches")
+    assert status == 200 and not [r for r in rows if r["group"] == run.group
+                                  and r["phase"] in ("isolating", "diverting")], rows
     print(f"{name}: {run.crashes()} exits or crash-restarts, "
           f"{len(run.apps[0].poison_seen())} failures on poison records")
 
@@ -213,6 +259,7 @@ def run_fleet(fleet: Fleet, logdir, name: str, kill_sidecar: bool) -> Run:
     topic, produced, poison = three_poison_topic(fleet.bootstrap, name, 6, 300, FLEET_POISON)
     group = topic + ".g"
     apps = start_replicas(fleet, logdir, name, topic, group)
+    watcher = SearchWatcher(fleet.proxies, group).__enter__()
     try:
         if kill_sidecar:
             # Kill pod-1's sidecar once the group has failed a few times (a search is
@@ -226,9 +273,10 @@ def run_fleet(fleet: Fleet, logdir, name: str, kill_sidecar: bool) -> Run:
         wait_caught_up(fleet, group, topic, end_offsets(produced, 6), 480,
                        fleet.diagnose(apps))
     finally:
+        watcher.__exit__()
         for a in apps:
             a.stop()
-    return Run(topic, group, produced, poison, apps)
+    return Run(topic, group, produced, poison, apps, watcher.rows)
 
 
 @pytest.mark.timeout(540)
@@ -243,8 +291,21 @@ def test_a_fleet_of_sidecars_behaves_as_one(fleet, tmp_path_factory):
     # The search state travelled: some sidecar adopted a search another one shared, or the
     # decisions were all made where the failures happened; either way each record was
     # diverted by exactly one sidecar (check_dlq found each once).
-    diverted = sum(metric_for(p, "quarantine_records_diverted_total") for p in fleet.proxies)
+    diverted = sum(metric_for(p, "quarantine_records_diverted_total", group=run.group)
+                   for p in fleet.proxies)
     assert diverted == len(run.poison)
+    # Searches were seen on the sidecars, each naming the sidecar that holds it.
+    assert run.searches, "no search was ever visible"
+    assert {r["holder"] for r in run.searches} <= {"pod-0", "pod-1", "pod-2"}
+    # The command-line view reads the same API.
+    out = subprocess.run([str(quarantine_bin()), "searches", "--admin", fleet.proxies[0].admin_url,
+                          "--json"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert isinstance(json.loads(out.stdout), list)
+    table = subprocess.run([str(quarantine_bin()), "searches", "--admin",
+                            fleet.proxies[0].admin_url], capture_output=True, text=True,
+                           timeout=30)
+    assert table.returncode == 0 and table.stdout.strip(), table.stderr
     print(f"fleet: {run.crashes()} crash-restarts across 3 replicas")
 
 

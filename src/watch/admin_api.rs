@@ -40,6 +40,7 @@ pub struct ManualQuarantine {
 pub fn routes(watch: Arc<ConsumerWatch>, token: Option<String>) -> Router {
     Router::new()
         .route("/quarantine", get(list).post(quarantine))
+        .route("/quarantine/searches", get(searches))
         .route(
             "/quarantine/{group}/{topic}/{partition}/{offset}",
             delete(release),
@@ -73,6 +74,13 @@ async fn list(State(api): State<QuarantineApi>, headers: HeaderMap) -> Response 
         return unauthorized();
     }
     Json(api.watch.store.list()).into_response()
+}
+
+async fn searches(State(api): State<QuarantineApi>, headers: HeaderMap) -> Response {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    Json(super::searches::views(&api.watch)).into_response()
 }
 
 async fn quarantine(

@@ -12,6 +12,7 @@ pub mod admin_api;
 mod divert;
 mod fetch;
 pub mod policy;
+pub mod searches;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
