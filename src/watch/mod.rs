@@ -11,6 +11,7 @@
 pub mod admin_api;
 mod divert;
 mod fetch;
+pub mod guard;
 pub mod policy;
 pub mod store;
 
