@@ -46,12 +46,15 @@ enum Command {
     },
     /// Inspect, replay and count dead-letter topics (talks to the cluster directly).
     Dlq(quarantine::dlq_tools::DlqArgs),
+    /// Show or re-arm the deploy guards of a running proxy (through its admin API).
+    Guard(quarantine::guard_cli::GuardArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Dlq(args) => quarantine::dlq_tools::run_cli(args),
+        Command::Guard(args) => quarantine::guard_cli::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 println!("{}: ok", file.display());

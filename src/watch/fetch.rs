@@ -122,7 +122,8 @@ impl ConsumerWatch {
                         out = self.run_pipeline(pl, &mut work, out).await;
                     }
                 }
-                if let Some(key) = &key {
+                // A tripped deploy guard: the group gets its records as the broker has them.
+                if let Some(key) = key.as_ref().filter(|k| !self.guard_paused(&k.group)) {
                     // While one partition of the group is searched, the group's other
                     // partitions are held back, so a failure can only come from the window.
                     let isolating = self.detector().isolating_in_group(&key.group);
@@ -315,7 +316,8 @@ impl ConsumerWatch {
         records: Bytes,
         pipeline: Option<&Pipeline>,
     ) -> Bytes {
-        if let Some(poison) = &decision.poison {
+        // The deploy guard may refuse it: the application is broken, not the record.
+        if let Some(poison) = (decision.poison.as_ref()).filter(|p| self.guard_allows(key, p)) {
             let req = DivertRequest::poison(poison);
             self.diverter.divert(
                 key,

@@ -383,16 +383,16 @@ impl Guard {
         hidden_between: impl FnOnce(i64, i64) -> u64,
     ) -> Option<Rearmed> {
         let g = self.groups.entry(group.to_string()).or_default();
-        let prev = g
-            .committed
-            .insert((topic.to_string(), partition), offset)?;
+        let prev = g.committed.insert((topic.to_string(), partition), offset)?;
         if offset <= prev {
             return None;
         }
         let advanced = (offset - prev) as u64;
         // Only a failing streak or a trip needs the exact count; elsewhere the few hidden
         // records a range may hold barely move the ratio.
-        let exact = g.trip.is_some() || !g.streak.is_empty() || g.topics.values().any(|t| !t.streak.is_empty());
+        let exact = g.trip.is_some()
+            || !g.streak.is_empty()
+            || g.topics.values().any(|t| !t.streak.is_empty());
         let processed = if exact {
             advanced.saturating_sub(hidden_between(prev, offset))
         } else {

@@ -12,6 +12,7 @@ pub mod admin_api;
 mod divert;
 mod fetch;
 pub mod guard;
+mod guarding;
 pub mod policy;
 pub mod store;
 
@@ -32,6 +33,7 @@ use crate::wire::{decode_response, RequestHead};
 
 pub use divert::Diverter;
 pub use fetch::FetchWatch;
+pub use guarding::GuardView;
 pub use policy::{Policy, WatchConfig};
 pub use store::Store;
 
@@ -83,6 +85,8 @@ pub struct ConsumerWatch {
     published: Mutex<std::collections::HashMap<PartitionKey, Vec<(i64, u32)>>>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
+    /// The deploy guard of every group that diverted (see [`guard`]).
+    guard: Mutex<guard::Guard>,
 }
 
 /// A fetch session's positions: (topic, partition) → next offset.
@@ -110,6 +114,7 @@ impl ConsumerWatch {
             pipelines,
             published: Mutex::new(Default::default()),
             sessions: Mutex::new(Default::default()),
+            guard: Mutex::new(Default::default()),
         }
     }
 
@@ -270,6 +275,7 @@ impl ConsumerWatch {
                     groups.committed(&commit.group, client_id, topic, *partition);
                     if let Some(key) = self.key(&commit.group, topic, *partition) {
                         detector.commit(&key, *offset, now);
+                        self.guard_commit(&key, *offset, now);
                     }
                 }
             }
@@ -362,6 +368,7 @@ impl ConsumerWatch {
                     if offset >= 0 {
                         if let Some(key) = self.key(g, topic, partition) {
                             detector.commit(&key, offset, now);
+                            self.guard_commit(&key, offset, now);
                         }
                     }
                 };
