@@ -203,21 +203,49 @@ def test_records_diverted_before_the_trip_replay_with_one_command(stack, outcome
     assert {(int(p), int(o)) for _, p, o in back} <= app.processed()
 
 
-def test_guard_api_and_cli_need_the_token_and_rearm_by_hand(stack, outcomes):
+def guard_cli(stack, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARANTINE__")}
+    if token is not None:
+        env["QUARANTINE__ADMIN__TOKEN"] = token
+    return subprocess.run([str(quarantine_bin()), "guard", *args, "--admin",
+                           stack.proxy.admin_url], capture_output=True, text=True, timeout=30,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.timeout(300)
+def test_rearm_by_hand_through_the_cli(stack, outcomes, tmp_path):
+    """An operator re-arms a tripped guard with the CLI while the deploy is still broken:
+    diverting resumes, and the guard trips again after at most 3 more."""
     out = outcomes["kafka-python-seek"].result(timeout=400)
+    # The token guards the routes and the CLI.
     assert admin_call(stack.proxy, "GET", "/quarantine/guards")[0] == 401
     assert admin_call(stack.proxy, "POST", f"/quarantine/guards/{out.group}/rearm")[0] == 401
-    cli = [str(quarantine_bin()), "guard"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARANTINE__")}
-    run = subprocess.run(cli + ["status", "--admin", stack.proxy.admin_url], capture_output=True,
-                         text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+    run = guard_cli(stack, "status", token=None)
     assert run.returncode == 1 and "401" in run.stderr, (run.returncode, run.stderr)
-    # Not tripped (re-armed by the rollback): a manual re-arm has nothing to do.
-    run = subprocess.run(cli + ["rearm", "--group", out.group, "--admin", stack.proxy.admin_url],
-                         capture_output=True, text=True, timeout=30,
-                         env={**env, "QUARANTINE__ADMIN__TOKEN": TOKEN}, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0 and '"rearmed":false' in run.stdout.replace(" ", ""), run
-    run = subprocess.run(cli + ["status", "--admin", stack.proxy.admin_url, "--token", TOKEN],
-                         capture_output=True, text=True, timeout=30, env=env,
-                         stdin=subprocess.DEVNULL)
-    assert run.returncode == 0 and out.group in run.stdout, run
+    # Re-armed by the rollback already: nothing to do.
+    run = guard_cli(stack, "rearm", "--group", out.group)
+    assert run.returncode == 0 and '"rearmed":false' in run.stdout, run
+
+    topic = create_topic(stack.bootstrap, f"orders-guard-rearm-{uuid.uuid4().hex[:8]}", 1)
+    produced = produce(stack.bootstrap, topic, order_items(1, 30))
+    group = topic + ".g"
+    broken = start_app(stack, "kafka-python", tmp_path, "rearm-broken", topic=topic, group=group,
+                       commit="each", fail_all=True, mode="seek", **QUICK)
+    tripped = lambda: metric_for(stack.proxy, "quarantine_guard_tripped", group=group) == 1
+    trips = lambda: metric_for(stack.proxy, "quarantine_guard_trips_total", group=group)
+    try:
+        wait_for(tripped, 120, f"the guard of {group} to trip", diagnose(stack, broken, token=TOKEN))
+        first = len(guard_of(stack, group)["trip"]["diverted_before"])
+        run = guard_cli(stack, "rearm", "--group", group)
+        assert run.returncode == 0 and '"rearmed":true' in run.stdout, run
+        wait_for(lambda: trips() == 2, 120, f"the guard of {group} to trip again",
+                 diagnose(stack, broken, token=TOKEN))
+        status = guard_cli(stack, "status")
+        assert status.returncode == 0 and group in status.stdout, status
+    finally:
+        broken.stop()
+    second = guard_of(stack, group)["trip"]["diverted_before"]
+    assert 1 <= first <= MAX_DIVERSIONS and 1 <= len(second) <= MAX_DIVERSIONS
+    diverted = dlq_of(stack, topic, group, first + len(second))
+    assert len(diverted) == first + len(second), [r.offset for r in diverted]
+    assert len(produced) - len(diverted) > 0
