@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::PartitionKey;
+
 /// Guard settings for one (topic, group); `watch.guard` and `watch.overrides[].guard`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -375,13 +377,12 @@ impl Guard {
     pub fn commit(
         &mut self,
         cfg: &GuardConfig,
-        group: &str,
-        topic: &str,
-        partition: i32,
+        key: &PartitionKey,
         offset: i64,
         now: Instant,
         hidden_between: impl FnOnce(i64, i64) -> u64,
     ) -> Option<Rearmed> {
+        let (group, topic, partition) = (key.group.as_str(), key.topic.as_str(), key.partition);
         let g = self.groups.entry(group.to_string()).or_default();
         let prev = g.committed.insert((topic.to_string(), partition), offset)?;
         if offset <= prev {

@@ -74,10 +74,9 @@ impl Run {
                 .count() as u64
         };
         let now = self.now();
-        self.rearms.extend(
-            self.guard
-                .commit(&self.cfg, G, topic, partition, offset, now, between),
-        );
+        let key = PartitionKey::new(G, topic, partition);
+        self.rearms
+            .extend(self.guard.commit(&self.cfg, &key, offset, now, between));
     }
 
     fn commit(&mut self, partition: i32, offset: i64) {

@@ -85,15 +85,7 @@ impl ConsumerWatch {
             let hi = hidden.partition_point(|o| *o < to);
             (hi - lo) as u64
         };
-        let rearmed = self.guard().commit(
-            &cfg,
-            &key.group,
-            &key.topic,
-            key.partition,
-            offset,
-            now,
-            hidden_between,
-        );
+        let rearmed = self.guard().commit(&cfg, key, offset, now, hidden_between);
         if let Some(r) = rearmed {
             self.rearmed(&r);
         }
