@@ -289,7 +289,7 @@ pub struct GroupStatus {
     pub refused: u64,
 }
 
-/// The guards of every group this proxy has seen divert.
+/// The guards of every group this proxy has seen commit or divert.
 #[derive(Debug, Default)]
 pub struct Guard {
     groups: HashMap<String, GroupState>,

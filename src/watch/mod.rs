@@ -85,7 +85,7 @@ pub struct ConsumerWatch {
     published: Mutex<std::collections::HashMap<PartitionKey, Vec<(i64, u32)>>>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
-    /// The deploy guard of every group that diverted (see [`guard`]).
+    /// The deploy guard of every watched group (see [`guard`]).
     guard: Mutex<guard::Guard>,
 }
 
