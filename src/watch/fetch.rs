@@ -317,7 +317,8 @@ impl ConsumerWatch {
         pipeline: Option<&Pipeline>,
     ) -> Bytes {
         // The deploy guard may refuse it: the application is broken, not the record.
-        if let Some(poison) = decision.poison.as_ref().filter(|p| self.guard_allows(key, p)) {
+        let poison = decision.poison.as_ref();
+        if let Some(poison) = poison.filter(|p| self.guard_allows(key, p)) {
             let req = DivertRequest::poison(poison);
             self.diverter.divert(
                 key,
