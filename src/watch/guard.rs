@@ -14,6 +14,9 @@
 //!   of a topic the group got through (diverted + processed), once the window holds more
 //!   than `max_consecutive` diversions (so it never refuses what the first signal allows).
 //!
+//! Diversions made by the other sidecars of a group (read from the state topic) count in
+//! the streaks and the window too ([`Guard::shared`]), so a fleet shares one budget.
+//!
 //! When a signal fires the guard *trips*: the group gets no more diversions, and the watch
 //! layer delivers its partitions as the broker has them (records already quarantined stay
 //! hidden). It re-arms by itself when the group commits, with healthy progress, past every
@@ -369,6 +372,30 @@ impl Guard {
         Verdict::Refuse {
             tripped: Some(trip),
         }
+    }
+
+    /// A poison record of `group` diverted by another sidecar of the group (read from the
+    /// state topic): counted in the streaks and the window as this proxy's own would be, so
+    /// a fleet of sidecars shares one budget. It never trips the guard by itself; the next
+    /// decision of this proxy does.
+    pub fn shared(&mut self, cfg: &GuardConfig, group: &str, d: Diversion, now: Instant) {
+        if !cfg.enabled {
+            return;
+        }
+        let g = self.groups.entry(group.to_string()).or_default();
+        if g.trip.is_some() {
+            return;
+        }
+        let same = |s: &Diversion| {
+            s.topic == d.topic && s.partition == d.partition && s.offset == d.offset
+        };
+        let t = g.topics.entry(d.topic.clone()).or_default();
+        if g.streak.iter().any(same) || t.streak.iter().any(same) {
+            return;
+        }
+        t.streak.push(d.clone());
+        t.add(now, cfg.window, 1, 0);
+        g.streak.push(d);
     }
 
     /// A committed offset of the group (an OffsetCommit, or an OffsetFetch answer).

@@ -394,3 +394,46 @@ fn config_reads_durations_and_validation_names_the_key() {
     );
     assert!(GuardConfig::default().validate().is_ok());
 }
+
+#[test]
+fn diversions_of_other_sidecars_share_the_budget() {
+    let mut r = Run::new(GuardConfig::default());
+    for p in 0..4 {
+        r.commit(p, 0);
+    }
+    // Two replicas' sidecars diverted one record each (read from the state topic) ...
+    for p in 0..2 {
+        let d = Diversion {
+            topic: T.into(),
+            partition: p,
+            offset: 0,
+            reason: "crash-loop".into(),
+            at_ms: 0,
+        };
+        r.guard.shared(&r.cfg, G, d.clone(), r.now());
+        r.guard.shared(&r.cfg, G, d, r.now()); // read twice: counted once
+    }
+    assert!(
+        !r.guard.is_tripped(G),
+        "others' diversions never trip by themselves"
+    );
+    // ... so this sidecar may divert one more, and refuses the next.
+    assert!(r.poison(2, 0));
+    assert!(!r.poison(3, 0));
+    assert_eq!(r.trips[0].diverted_before.len(), 3);
+    // Its own application's healthy progress resets the shared streak too.
+    let mut r = Run::new(GuardConfig::default());
+    r.commit(0, 0);
+    for o in 0..3 {
+        let d = Diversion {
+            topic: T.into(),
+            partition: 1,
+            offset: o,
+            reason: "seek-back".into(),
+            at_ms: 0,
+        };
+        r.guard.shared(&r.cfg, G, d, r.now());
+    }
+    r.commit(0, 1000);
+    assert!(r.poison(0, 1000));
+}

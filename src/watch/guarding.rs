@@ -91,6 +91,37 @@ impl ConsumerWatch {
         }
     }
 
+    /// Counts the poison diversions other sidecars of watched groups made (read from the
+    /// state topic since the last tick) in this proxy's guards.
+    pub(crate) fn guard_shared(&self) {
+        let now = Instant::now();
+        let wall = now_ms();
+        for q in self.store.take_quarantines() {
+            // This proxy's own decisions were counted when they were made; manual
+            // quarantines and check failures are not the detector's.
+            if q.instance == self.diverter.instance()
+                || matches!(q.reason.as_str(), "manual" | "check")
+            {
+                continue;
+            }
+            let Some(key) = self.key(&q.group, &q.topic, q.partition) else {
+                continue;
+            };
+            let cfg = *self.policy.guard(&key.topic, &key.group);
+            if wall.saturating_sub(q.at_ms) > cfg.window.as_millis() as i64 {
+                continue;
+            }
+            let d = Diversion {
+                topic: q.topic,
+                partition: q.partition,
+                offset: q.offset,
+                reason: q.reason,
+                at_ms: q.at_ms,
+            };
+            self.guard().shared(&cfg, &key.group, d, now);
+        }
+    }
+
     /// Re-arms a group's guard by hand (admin API); false when it was not tripped.
     pub fn guard_rearm(&self, group: &str) -> bool {
         let rearmed = self.guard().rearm(group);

@@ -468,6 +468,7 @@ impl ConsumerWatch {
     /// Periodic work: shared counts, stall reports and idle-state eviction.
     pub fn tick(&self) {
         self.share_counts();
+        self.guard_shared();
         let reports = self.detector().tick(Instant::now());
         for r in reports {
             fetch::report(&self.metrics, &r);
