@@ -216,6 +216,9 @@ pub struct Rearmed {
     pub trip: Trip,
 }
 
+/// Most diversions remembered per streak (only other sidecars' can pile up past the limit).
+const MAX_STREAK: usize = 1000;
+
 /// Diversions and processed records of one second.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -393,9 +396,14 @@ impl Guard {
         if g.streak.iter().any(same) || t.streak.iter().any(same) {
             return;
         }
-        t.streak.push(d.clone());
         t.add(now, cfg.window, 1, 0);
-        g.streak.push(d);
+        // Other sidecars may divert without a guard of their own: keep the lists bounded.
+        if t.streak.len() < MAX_STREAK {
+            t.streak.push(d.clone());
+        }
+        if g.streak.len() < MAX_STREAK {
+            g.streak.push(d);
+        }
     }
 
     /// A committed offset of the group (an OffsetCommit, or an OffsetFetch answer).
