@@ -1,6 +1,8 @@
 //! `quarantine guard ...`: the deploy guards of a running proxy, through its admin API
-//! (`GET /quarantine/guards`, `POST /quarantine/guards/{group}/rearm`). The token is
-//! `--token` or `QUARANTINE__ADMIN__TOKEN`, the variable the proxy itself reads.
+//! (`GET /quarantine/guards`, `POST /quarantine/guards/{group}/rearm`). The address and
+//! token come from `--admin` and `--token` (or `QUARANTINE__ADMIN__TOKEN`, the variable the
+//! proxy itself reads), or from the proxy's config file (`--config`: `admin.listen`,
+//! `admin.token`), so it works inside the sidecar with the sidecar's own config.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use hyper::header::{AUTHORIZATION, HOST, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::config::{Config, ConfigError};
 
 /// Exit code for a bad command line (`EX_USAGE`).
 const EX_USAGE: u8 = 64;
@@ -47,12 +51,50 @@ enum GuardCommand {
 /// Where the proxy's admin API is.
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
-    /// The proxy's admin API, http://HOST:PORT.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9644")]
-    pub admin: String,
+    /// The proxy's admin API, http://HOST:PORT (default: from --config, else
+    /// http://127.0.0.1:9644).
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
     /// The admin token (admin.token).
     #[arg(long, env = "QUARANTINE__ADMIN__TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The proxy's YAML config file: its `admin.listen` and `admin.token` are used when
+    /// --admin and --token are not given.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl AdminArgs {
+    /// The admin API's base URL and token, from the flags or the config file.
+    fn resolve(&self) -> Result<(String, Option<String>), GuardCliError> {
+        let Some(file) = &self.config else {
+            let url = self
+                .admin
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:9644".into());
+            return Ok((url, self.token.clone()));
+        };
+        let config = Config::load(Some(file), std::env::vars())?;
+        let url = match &self.admin {
+            Some(url) => url.clone(),
+            None => {
+                let listen = config.admin.listen;
+                if listen.is_empty() {
+                    return Err(GuardCliError::Usage(
+                        "the config's admin.listen is empty: the admin API is off".into(),
+                    ));
+                }
+                // A wildcard listen address is reached on loopback.
+                let local = listen
+                    .strip_prefix("0.0.0.0:")
+                    .or_else(|| listen.strip_prefix("[::]:"))
+                    .map(|port| format!("127.0.0.1:{port}"))
+                    .unwrap_or(listen);
+                format!("http://{local}")
+            }
+        };
+        Ok((url, self.token.clone().or(config.admin.token)))
+    }
 }
 
 /// Why a guard command failed.
@@ -69,6 +111,9 @@ pub enum GuardCliError {
         /// What went wrong.
         message: String,
     },
+    /// The config file is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The admin API answered with an error status.
     #[error("admin API {url} answered {status}: {body}")]
     Status {
@@ -98,7 +143,7 @@ pub fn run_cli(args: GuardArgs) -> ExitCode {
             println!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e @ GuardCliError::Usage(_)) => {
+        Err(e @ (GuardCliError::Usage(_) | GuardCliError::Config(_))) => {
             eprintln!("quarantine guard: {e}");
             ExitCode::from(EX_USAGE)
         }
@@ -136,14 +181,13 @@ fn percent_encode(s: &str) -> String {
 
 /// One admin API call; returns the answer's text.
 async fn call(admin: &AdminArgs, method: Method, path: &str) -> Result<String, GuardCliError> {
-    let base: Uri = admin
-        .admin
+    let (admin_url, token) = admin.resolve()?;
+    let base: Uri = admin_url
         .parse()
-        .map_err(|e| GuardCliError::Usage(format!("--admin `{}`: {e}", admin.admin)))?;
+        .map_err(|e| GuardCliError::Usage(format!("--admin `{admin_url}`: {e}")))?;
     if base.scheme_str() != Some("http") {
         return Err(GuardCliError::Usage(format!(
-            "--admin `{}`: give http://HOST:PORT",
-            admin.admin
+            "--admin `{admin_url}`: give http://HOST:PORT"
         )));
     }
     let host = base.host().unwrap_or_default().to_string();
@@ -171,7 +215,7 @@ async fn call(admin: &AdminArgs, method: Method, path: &str) -> Result<String, G
             .uri(format!("{}{path}", base.path().trim_end_matches('/')))
             .header(HOST, format!("{host}:{port}"))
             .header(USER_AGENT, "quarantine");
-        if let Some(token) = &admin.token {
+        if let Some(token) = &token {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req
@@ -205,6 +249,43 @@ async fn call(admin: &AdminArgs, method: Method, path: &str) -> Result<String, G
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_file_names_the_admin_api_and_token() {
+        let dir = std::env::temp_dir().join(format!("guard-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("quarantine.yaml");
+        std::fs::write(
+            &file,
+            "admin:\n  listen: \"0.0.0.0:9700\"\n  token: \"qt_from_file\"\n",
+        )
+        .unwrap();
+        let args = |admin: Option<&str>, token: Option<&str>| AdminArgs {
+            admin: admin.map(str::to_string),
+            token: token.map(str::to_string),
+            config: Some(file.clone()),
+        };
+        assert_eq!(
+            args(None, None).resolve().unwrap(),
+            ("http://127.0.0.1:9700".into(), Some("qt_from_file".into()))
+        );
+        assert_eq!(
+            args(Some("http://10.0.0.1:1"), Some("flag"))
+                .resolve()
+                .unwrap(),
+            ("http://10.0.0.1:1".into(), Some("flag".into()))
+        );
+        let none = AdminArgs {
+            admin: None,
+            token: None,
+            config: None,
+        };
+        assert_eq!(
+            none.resolve().unwrap(),
+            ("http://127.0.0.1:9644".into(), None)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn group_names_are_escaped_as_one_path_segment() {
