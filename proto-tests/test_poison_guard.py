@@ -28,9 +28,9 @@ import pytest
 
 from apps.supervisor import JS_CONSUMER, Supervisor, start_app
 from harness import quarantine_bin
-from poison_support import (Produced, Read, admin_call, create_topic, diagnose, end_offsets,
-                            metric_for, order_items, produce, quarantined, read_topic,
-                            stack_fixture, wait_caught_up, wait_for, watch_yaml)
+from poison_support import (Produced, Read, WatchedQuarantine, admin_call, create_topic,
+                            diagnose, end_offsets, metric_for, order_items, produce, quarantined,
+                            read_topic, stack_fixture, wait_caught_up, wait_for, watch_yaml)
 
 TOKEN = "qt_guard-tests"
 PARTITIONS = 2
@@ -126,12 +126,65 @@ def run_scenario(stack, name: str, client: str, broken_spec: dict, healthy_spec:
                    refused_metric, healthy, broken, guard_after, tripped_after, trips_after)
 
 
+@dataclass
+class FleetOutcome:
+    produced: list[Produced]
+    diverted: list[Read]
+    tripped: list[float]
+    processed: set[tuple[int, int]]
+
+
+def run_fleet(stack, logdir) -> FleetOutcome:
+    """Two replicas of a broken librdkafka app, each behind its own sidecar (one sidecar
+    per pod), one group; then both rolled back."""
+    second = WatchedQuarantine(upstream=stack.broker, extra_yaml=stack.proxy.extra_yaml,
+                               admin_token=TOKEN, workdir=logdir / "sidecar-b",
+                               extra_env={"QUARANTINE__WATCH__INSTANCE": "guard-sidecar-b"})
+    second.workdir.mkdir(parents=True, exist_ok=True)
+    second.start()
+    sidecars = [stack.proxy, second]
+    try:
+        topic = create_topic(stack.bootstrap, f"orders-guard-fleet-{uuid.uuid4().hex[:8]}",
+                             PARTITIONS)
+        produced = produce(stack.bootstrap, topic, order_items(PARTITIONS, PER_PARTITION))
+        group = topic + ".g"
+        broken = [start_app(stack, "rdkafka", logdir, f"fleet-broken-{i}", bootstrap=s.bootstrap,
+                            topic=topic, group=group, commit="each", fail_all=True, mode="crash",
+                            client_id=f"orders-rdkafka-{i}", **HARD_CRASH)
+                  for i, s in enumerate(sidecars)]
+        try:
+            wait_for(lambda: all(metric_for(s, "quarantine_guard_tripped", group=group) == 1
+                                 for s in sidecars),
+                     240, f"the guards of {group} to trip on both sidecars",
+                     diagnose(stack, *broken, token=TOKEN))
+            tripped = [metric_for(s, "quarantine_guard_tripped", group=group) for s in sidecars]
+        finally:
+            for app in broken:
+                app.stop()
+        diverted = dlq_of(stack, topic, group, MAX_DIVERSIONS)
+        healthy = [start_app(stack, "rdkafka", logdir, f"fleet-healthy-{i}", bootstrap=s.bootstrap,
+                             topic=topic, group=group, commit="each", mode="ok",
+                             client_id=f"orders-rdkafka-{i}", **QUICK)
+                   for i, s in enumerate(sidecars)]
+        try:
+            wait_caught_up(stack, group, topic, end_offsets(produced, PARTITIONS), 120,
+                           diagnose(stack, *healthy, token=TOKEN))
+        finally:
+            for app in healthy:
+                app.stop()
+        processed = set().union(*(app.processed() for app in healthy))
+        return FleetOutcome(produced, diverted, tripped, processed)
+    finally:
+        second.stop()
+
+
 @pytest.fixture(scope="module")
 def outcomes(stack, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("poison-guard-apps")
-    with ThreadPoolExecutor(len(SCENARIOS)) as pool:
+    with ThreadPoolExecutor(len(SCENARIOS) + 1) as pool:
         futures = {name: pool.submit(run_scenario, stack, name, client, broken, healthy, logdir)
                    for name, (client, broken, healthy) in SCENARIOS.items()}
+        futures["fleet"] = pool.submit(run_fleet, stack, logdir)
         yield futures
 
 
@@ -249,3 +302,20 @@ def test_rearm_by_hand_through_the_cli(stack, outcomes, tmp_path):
     diverted = dlq_of(stack, topic, group, first + len(second))
     assert len(diverted) == first + len(second), [r.offset for r in diverted]
     assert len(produced) - len(diverted) > 0
+
+
+@pytest.mark.timeout(420)
+def test_a_fleet_of_sidecars_shares_one_budget(stack, outcomes):
+    """Each sidecar counts the diversions the others wrote to the state topic, so two
+    sidecars of a broken group divert about as much as one: at most max_consecutive, plus
+    one per other sidecar for decisions made within the second it takes to share them
+    (without sharing, each would divert max_consecutive)."""
+    out: FleetOutcome = outcomes["fleet"].result(timeout=400)
+    at = {(int(r.header("__quarantine.partition")), int(r.header("__quarantine.offset")))
+          for r in out.diverted}
+    assert MAX_DIVERSIONS <= len(out.diverted) <= MAX_DIVERSIONS + 1, sorted(at)
+    assert out.tripped == [1, 1]
+    all_at = {r.at for r in out.produced}
+    assert not out.processed & at
+    missing = all_at - out.processed - at
+    assert not missing, f"{len(missing)} records neither processed nor in the DLQ: {sorted(missing)[:10]}"
