@@ -56,6 +56,13 @@ def test_check_config_accepts_a_good_file(binary, tmp_path):
     assert out.returncode == 0, out.stderr
 
 
+def test_check_config_accepts_an_override_of_the_guard_alone(binary, tmp_path):
+    text = GOOD + ("watch:\n  overrides:\n    - groups: {include: [nightly-.*]}\n"
+                   "      guard: {max_consecutive: 10, window: 15m, max_ratio: 0.5}\n")
+    out = check_config(binary, tmp_path, text)
+    assert out.returncode == 0, out.stderr
+
+
 @pytest.mark.parametrize("text, key", [
     (GOOD.replace('listen: "127.0.0.1:9092"', "listen: nowhere"), "proxy.listen"),
     (GOOD.replace("format: text", "format: xml"), "log.format"),
@@ -64,6 +71,9 @@ def test_check_config_accepts_a_good_file(binary, tmp_path):
     (GOOD.replace('admin:\n  listen: "127.0.0.1:9644"', 'admin:\n  listen: "x:y"'),
      "admin.listen"),
     (GOOD + "bogus_section: 1\n", "bogus_section"),
+    (GOOD + "watch:\n  guard:\n    max_consecutive: 0\n", "watch.guard.max_consecutive"),
+    (GOOD + "watch:\n  overrides:\n    - groups: {include: [nightly]}\n      guard: {window: 0}\n",
+     "watch.overrides[0].guard.window"),
 ])
 def test_check_config_names_the_bad_key(binary, tmp_path, text, key):
     out = check_config(binary, tmp_path, text)

@@ -20,6 +20,7 @@ pub mod dlq_tools;
 pub mod exchange;
 pub mod frame;
 pub mod groups;
+pub mod guard_cli;
 pub mod kafka_client;
 pub mod metrics;
 pub mod nodes;

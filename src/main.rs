@@ -58,6 +58,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or re-arm the deploy guards of a running proxy (through its admin API).
+    Guard(quarantine::guard_cli::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dlq(args) => quarantine::dlq_tools::run_cli(args),
         Command::Searches { admin, token, json } => searches(&admin, token.as_deref(), json),
+        Command::Guard(args) => quarantine::guard_cli::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 println!("{}: ok", file.display());

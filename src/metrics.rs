@@ -64,6 +64,13 @@ pub struct HoldLabel {
     pub reason: String,
 }
 
+/// Label: a consumer group.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    /// Consumer group.
+    pub group: String,
+}
+
 /// Every metric the proxy exports.
 pub struct Metrics {
     /// The registry the admin server renders.
@@ -103,6 +110,12 @@ pub struct Metrics {
     /// Records passed on without a check's verdict (schema registry down or schema
     /// unusable), by topic/group.
     pub records_unverified: Family<TopicGroupLabel, Counter>,
+    /// 1 while a group's deploy guard is tripped (diversions paused), else 0.
+    pub guard_tripped: Family<GroupLabel, Gauge>,
+    /// Times a group's deploy guard tripped.
+    pub guard_trips: Family<GroupLabel, Counter>,
+    /// Poison diversions the deploy guard refused.
+    pub guard_refused: Family<GroupLabel, Counter>,
     /// Batches rewritten on the fetch path (records hidden, trimmed or transformed).
     pub batches_rewritten: Counter,
     /// Last time (unix seconds) the admin server rendered metrics; keeps a cheap liveness clue.
@@ -138,6 +151,9 @@ impl Metrics {
             fetch_holds: Family::default(),
             check_failures: Family::default(),
             records_unverified: Family::default(),
+            guard_tripped: Family::default(),
+            guard_trips: Family::default(),
+            guard_refused: Family::default(),
             batches_rewritten: Counter::default(),
             scrapes: Counter::default(),
             registry: Registry::default(),
@@ -214,6 +230,21 @@ impl Metrics {
             "records_unverified",
             "Records passed to the consumer unchecked because a check could not decide (schema registry unreachable or failing)",
             m.records_unverified.clone(),
+        );
+        registry.register(
+            "guard_tripped",
+            "1 while the deploy guard of a group is tripped: its failures are not isolated, diversions are paused",
+            m.guard_tripped.clone(),
+        );
+        registry.register(
+            "guard_trips",
+            "Times the deploy guard of a group tripped",
+            m.guard_trips.clone(),
+        );
+        registry.register(
+            "guard_diversions_refused",
+            "Poison diversions the deploy guard refused",
+            m.guard_refused.clone(),
         );
         registry.register(
             "batches_rewritten",

@@ -183,6 +183,12 @@ def dashboard():
                description="A failed DLQ write leaves the poison record visible: its group stays blocked."), 4, 4)
     L.add(stat("Partitions isolated", f"sum(quarantine_partitions_isolated{{{SEL}}})", red_above=1), 4, 4)
     L.add(stat("Partitions suspect", f"sum(quarantine_partitions_suspect{{{SEL}}})", red_above=1), 4, 4)
+    L.add(stat("Groups paused by the deploy guard",
+               f"count(max by (namespace, group) (quarantine_guard_tripped{{{SEL}}}) > 0) or vector(0)",
+               red_above=1,
+               description="Groups whose application fails on every record (a broken deploy): "
+                           "quarantine stopped diverting for them. Roll the consumer back "
+                           "(runbook: QuarantineGuardTripped)."), 4, 4)
     L.add(stat("Quarantined offsets held",
                f"max(quarantine_quarantined_offsets{{{SEL}}})",
                description="Offsets hidden from their group. Every sidecar of a group holds the "
@@ -202,6 +208,15 @@ def dashboard():
                    f"topk($topn, sum by (topic, group) "
                    f"(increase(quarantine_records_diverted_total{{{DLQ_SEL}}}[$__range])))",
                    "{{topic}} / {{group}}"), 6, 8)
+    L.add(timeseries("Deploy guard: tripped groups and refused diversions",
+                     targets((f"max by (group) (quarantine_guard_tripped{{{SEL}, group=~\"$group\"}})",
+                              "tripped {{group}}"),
+                             (f"sum by (group) (increase(quarantine_guard_diversions_refused_total"
+                              f"{{{SEL}, group=~\"$group\"}}[$__rate_interval]))",
+                              "refused {{group}}")),
+                     description="1 while a group's deploy guard is tripped: its failures are not "
+                                 "isolated poison records, so quarantine delivers everything as the "
+                                 "broker has it. Refused: poison diversions the guard declined."), 24, 8)
     L.add(timeseries("DLQ write latency (until acks=all)",
                      targets((quantile(0.5, "quarantine_dlq_write_duration_seconds", "pod"), "p50 {{pod}}"),
                              (quantile(0.99, "quarantine_dlq_write_duration_seconds", "pod"), "p99 {{pod}}")),

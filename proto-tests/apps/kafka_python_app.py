@@ -12,6 +12,9 @@ cannot parse depends on ``mode``:
   polls again, which rejoins the group;
 - ``ok``: there is no poison; records may be slow (``sleep_ms``).
 
+With ``fail_all`` the application is a broken deploy: it cannot parse any record, poison
+or not, and fails on each one as its ``mode`` says.
+
 Spec (one JSON argument): bootstrap, topic, group, mode, commit (``each``: commit after
 every record; ``batch``: commit after each poll's records), sleep_ms, hang_s,
 max_poll_interval_ms, max_poll_records, exit_after, client_id.
@@ -50,8 +53,14 @@ def on_term(signum, frame) -> None:
 signal.signal(signal.SIGTERM, on_term)
 
 
-def deserialize(value: bytes):
+def parse(value: bytes):
+    if spec.get("fail_all"):  # a broken deploy: the code fails, not the data
+        raise ValueError("broken deploy")
     return json.loads(value)
+
+
+def deserialize(value: bytes):
+    return parse(value)
 
 
 conf = dict(
@@ -110,7 +119,7 @@ def handle(tp, records) -> int:
             order = rec.value
         else:
             try:
-                order = json.loads(rec.value)
+                order = parse(rec.value)
             except ValueError:
                 emit(ev="poison", p=rec.partition, o=rec.offset)
                 if mode == "crash":

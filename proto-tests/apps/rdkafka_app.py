@@ -10,6 +10,9 @@ parse depends on ``mode``:
   exception the app does not catch (so it dies with a traceback);
 - ``ok``: there is no poison; only slow or flaky records (see below).
 
+With ``fail_all`` the application is a broken deploy: it cannot parse any record, poison
+or not, and fails on each one as its ``mode`` says.
+
 Spec (one JSON argument): bootstrap, topic, group, mode, commit (``each``: synchronous
 commit after every record; ``auto``: offsets stored after processing, auto-committed every
 ``auto_commit_ms``; ``batch``: ``consume(num_messages=consume_batch)`` and one synchronous
@@ -66,7 +69,7 @@ conf = {
 if spec.get("instance_id"):
     conf["group.instance.id"] = spec["instance_id"]  # static membership
 if mode == "deserializer":
-    conf["value.deserializer"] = lambda value, ctx: json.loads(value)
+    conf["value.deserializer"] = lambda value, ctx: parse(value)
     consumer = DeserializingConsumer(conf)
 else:
     consumer = Consumer(conf)
@@ -79,6 +82,13 @@ def on_assign(c, partitions) -> None:
 consumer.subscribe([spec["topic"]], on_assign=on_assign)
 emit(ev="start", pid=os.getpid())
 
+
+def parse(value: bytes):
+    if spec.get("fail_all"):  # a broken deploy: the code fails, not the data
+        raise ValueError("broken deploy")
+    return json.loads(value)
+
+
 flaky_failures: dict[tuple[int, int], int] = {}
 done = 0
 
@@ -87,7 +97,7 @@ def process(msg) -> bool:
     """True when the record was processed; False when the app must retry it."""
     if mode != "deserializer":
         try:
-            order = json.loads(msg.value())
+            order = parse(msg.value())
         except ValueError:
             emit(ev="poison", p=msg.partition(), o=msg.offset())
             if mode == "crash":

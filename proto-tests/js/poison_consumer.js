@@ -11,6 +11,8 @@
 //          record again in-process, and after its retries restarts the consumer, which
 //          rejoins the group;
 //   ok     there is no poison.
+// With fail_all the application is a broken deploy: it cannot parse any record, poison or
+// not, and fails on each one as its mode says.
 // commit: "each" commits after every record; "auto" lets kafkajs auto-commit every 200 ms.
 // It prints one JSON object per line: start, assigned, processed, poison, crash, exit.
 // SIGTERM disconnects the consumer cleanly.
@@ -67,6 +69,7 @@ async function main () {
       if (stopping) throw new Error('stopping')
       const offset = Number(message.offset)
       try {
+        if (spec.fail_all) throw new SyntaxError('broken deploy')
         JSON.parse(message.value.toString())
       } catch (e) {
         emit({ ev: 'poison', p: partition, o: offset })

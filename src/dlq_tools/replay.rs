@@ -33,6 +33,36 @@ pub struct ReplayOptions {
     /// manual, check).
     #[arg(long, value_name = "REASON")]
     pub filter_reason: Option<String>,
+    /// Only records diverted for this consumer group (`__quarantine.group`).
+    #[arg(long, value_name = "GROUP")]
+    pub filter_group: Option<String>,
+    /// Only records diverted at or after this time (`__quarantine.diverted.ms`, unix ms).
+    #[arg(long, value_name = "UNIX_MS")]
+    pub diverted_from: Option<i64>,
+    /// Only records diverted at or before this time (unix ms).
+    #[arg(long, value_name = "UNIX_MS")]
+    pub diverted_to: Option<i64>,
+}
+
+impl ReplayOptions {
+    /// Whether a record's origin and diagnosis pass the filters.
+    fn selects(&self, i: &crate::dead_letter::DeadLetterInfo) -> bool {
+        let reason = self
+            .filter_reason
+            .as_ref()
+            .is_none_or(|r| i.reason_text.as_ref() == Some(r));
+        let group = self
+            .filter_group
+            .as_ref()
+            .is_none_or(|g| &i.origin.group == g);
+        let from = self
+            .diverted_from
+            .is_none_or(|f| i.diverted_ms.is_some_and(|d| d >= f));
+        let to = self
+            .diverted_to
+            .is_none_or(|t| i.diverted_ms.is_some_and(|d| d <= t));
+        reason && group && from && to
+    }
 }
 
 /// What happened to one DLQ record.
@@ -63,7 +93,7 @@ pub enum Outcome {
         /// Replays so far.
         replays: u32,
     },
-    /// Left out by `--filter-reason`.
+    /// Left out by `--filter-reason`, `--filter-group` or the diversion time.
     Filtered,
     /// No dead-letter headers name its origin.
     NoOrigin,
@@ -147,14 +177,14 @@ impl ReplayReport {
                     s,
                     "refused {at}: already replayed {replays} time(s); it keeps failing"
                 ),
-                Outcome::Filtered => writeln!(s, "skipped {at}: other reason"),
+                Outcome::Filtered => writeln!(s, "skipped {at}: filtered out"),
                 Outcome::NoOrigin => writeln!(s, "skipped {at}: no origin headers"),
             };
         }
         let verb = if dry_run { "would replay" } else { "replayed" };
         let _ = writeln!(
             s,
-            "{verb} {}, refused {} (replay limit), skipped {} (reason filter), {} without origin",
+            "{verb} {}, refused {} (replay limit), skipped {} (filters), {} without origin",
             self.replayed(),
             self.refused(),
             self.filtered(),
@@ -196,14 +226,7 @@ pub async fn replay(
         report.next_offsets.insert(e.partition, e.record.offset + 1);
         let outcome = match &e.info {
             None => Some(Outcome::NoOrigin),
-            Some(i)
-                if options
-                    .filter_reason
-                    .as_ref()
-                    .is_some_and(|r| i.reason_text.as_ref() != Some(r)) =>
-            {
-                Some(Outcome::Filtered)
-            }
+            Some(i) if !options.selects(i) => Some(Outcome::Filtered),
             Some(i) if i.replay_count >= options.max_replays => Some(Outcome::Refused {
                 replays: i.replay_count,
             }),

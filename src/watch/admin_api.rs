@@ -1,5 +1,5 @@
 //! The admin API's quarantine routes: list quarantined records, quarantine one by hand,
-//! release one. Write routes (and, when a token is configured, every route) need
+//! release one; list the deploy guards and re-arm one (`/quarantine/guards`). Write routes (and, when a token is configured, every route) need
 //! `Authorization: Bearer <admin.token>`.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -45,6 +45,8 @@ pub fn routes(watch: Arc<ConsumerWatch>, token: Option<String>) -> Router {
             "/quarantine/{group}/{topic}/{partition}/{offset}",
             delete(release),
         )
+        .route("/quarantine/guards", get(guards))
+        .route("/quarantine/guards/{group}/rearm", post(rearm))
         .with_state(QuarantineApi { watch, token })
 }
 
@@ -124,4 +126,29 @@ async fn release(
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
     }
+}
+
+async fn guards(State(api): State<QuarantineApi>, headers: HeaderMap) -> Response {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    Json(api.watch.guard_status()).into_response()
+}
+
+async fn rearm(
+    State(api): State<QuarantineApi>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+) -> Response {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    let was = api.watch.guard_rearm(&group);
+    if !was {
+        tracing::info!(
+            group,
+            "deploy guard re-arm asked for, but it was not tripped"
+        );
+    }
+    Json(serde_json::json!({ "rearmed": was })).into_response()
 }

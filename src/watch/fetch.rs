@@ -122,7 +122,8 @@ impl ConsumerWatch {
                         out = self.run_pipeline(pl, &mut work, out).await;
                     }
                 }
-                if let Some(key) = &key {
+                // A tripped deploy guard: the group gets its records as the broker has them.
+                if let Some(key) = key.as_ref().filter(|k| !self.guard_paused(&k.group)) {
                     let decision = self.detect(conn, key, &work, &out);
                     if decision.action == Action::Withhold {
                         withheld = true;
@@ -315,7 +316,9 @@ impl ConsumerWatch {
         records: Bytes,
         pipeline: Option<&Pipeline>,
     ) -> Bytes {
-        if let Some(poison) = &decision.poison {
+        // The deploy guard may refuse it: the application is broken, not the record.
+        let poison = decision.poison.as_ref();
+        if let Some(poison) = poison.filter(|p| self.guard_allows(key, p)) {
             let req = DivertRequest::poison(poison);
             self.diverter.divert(
                 key,

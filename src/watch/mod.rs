@@ -11,6 +11,8 @@
 pub mod admin_api;
 mod divert;
 mod fetch;
+pub mod guard;
+mod guarding;
 pub mod policy;
 pub mod searches;
 pub mod store;
@@ -32,6 +34,7 @@ use crate::wire::{decode_response, RequestHead};
 
 pub use divert::Diverter;
 pub use fetch::FetchWatch;
+pub use guarding::GuardView;
 pub use policy::{Policy, WatchConfig};
 pub use store::Store;
 
@@ -81,6 +84,8 @@ pub struct ConsumerWatch {
     pub(crate) pipelines: Arc<crate::transform::Pipelines>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
+    /// The deploy guard of every watched group (see [`guard`]).
+    guard: Mutex<guard::Guard>,
 }
 
 /// A fetch session's positions: (topic, partition) → next offset.
@@ -107,6 +112,7 @@ impl ConsumerWatch {
             metrics,
             pipelines,
             sessions: Mutex::new(Default::default()),
+            guard: Mutex::new(Default::default()),
         }
     }
 
@@ -267,6 +273,7 @@ impl ConsumerWatch {
                     groups.committed(&commit.group, client_id, topic, *partition);
                     if let Some(key) = self.key(&commit.group, topic, *partition) {
                         detector.commit(&key, *offset, now);
+                        self.guard_commit(&key, *offset, now);
                     }
                 }
             }
@@ -360,6 +367,7 @@ impl ConsumerWatch {
                     if offset >= 0 {
                         if let Some(key) = self.key(g, topic, partition) {
                             detector.commit(&key, offset, now);
+                            self.guard_commit(&key, offset, now);
                         }
                     }
                 };
@@ -449,6 +457,14 @@ impl ConsumerWatch {
     pub(crate) fn divert_decided(&self) {
         let decided = self.detector().take_decided();
         for (key, poison) in decided {
+            // The deploy guard may refuse it: the application is broken, not the record.
+            if self.guard_paused(&key.group) {
+                self.detector().divert_failed(&key, poison.offset);
+                continue;
+            }
+            if !self.guard_allows(&key, &poison) {
+                continue;
+            }
             let mask = self
                 .pipelines
                 .for_record(&key.topic, Some(&key.group))
@@ -460,6 +476,7 @@ impl ConsumerWatch {
 
     /// Periodic work: shared counts, stall reports and idle-state eviction.
     pub fn tick(&self) {
+        self.guard_shared();
         let reports = self.detector().tick(Instant::now());
         self.divert_decided();
         self.share_searches();

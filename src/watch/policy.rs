@@ -101,7 +101,10 @@ pub struct WatchConfig {
     pub groups: Selector,
     /// Detection settings for everything watched.
     pub detection: crate::detect::DetectConfig,
-    /// Per-topic/group detection settings; the first matching entry wins.
+    /// The deploy guard: stops diverting for a group whose failures are not isolated.
+    pub guard: super::guard::GuardConfig,
+    /// Per-topic/group detection and guard settings; the first matching entry that sets a
+    /// section wins for that section.
     pub overrides: Vec<Override>,
     /// Dead-letter writing.
     pub dead_letter: DeadLetterConfig,
@@ -120,6 +123,7 @@ impl Default for WatchConfig {
             topics: Selector::default(),
             groups: Selector::default(),
             detection: Default::default(),
+            guard: Default::default(),
             overrides: Vec::new(),
             dead_letter: DeadLetterConfig::default(),
             state_topic: "__quarantine_state".into(),
@@ -139,8 +143,27 @@ pub struct Override {
     /// Groups this entry applies to.
     #[serde(default)]
     pub groups: Selector,
-    /// The settings.
-    pub detection: crate::detect::DetectConfig,
+    /// Detection settings (absent: the next matching entry's, or `watch.detection`).
+    #[serde(default)]
+    pub detection: Option<crate::detect::DetectConfig>,
+    /// Guard settings (absent: the next matching entry's, or `watch.guard`).
+    #[serde(default)]
+    pub guard: Option<super::guard::GuardConfig>,
+}
+
+/// An override entry with its selectors compiled.
+#[derive(Debug, Clone)]
+struct CompiledOverride {
+    topics: Matcher,
+    groups: Matcher,
+    detection: Option<crate::detect::DetectConfig>,
+    guard: Option<super::guard::GuardConfig>,
+}
+
+impl CompiledOverride {
+    fn matches(&self, topic: &str, group: &str) -> bool {
+        self.topics.matches(topic) && self.groups.matches(group)
+    }
 }
 
 /// The compiled watch policy.
@@ -150,7 +173,7 @@ pub struct Policy {
     pub config: WatchConfig,
     topics: Matcher,
     groups: Matcher,
-    overrides: Vec<(Matcher, Matcher, crate::detect::DetectConfig)>,
+    overrides: Vec<CompiledOverride>,
     dlq_suffix: Option<String>,
     dlq_prefix: Option<String>,
 }
@@ -164,19 +187,31 @@ impl Policy {
             .detection
             .validate()
             .map_err(|e| ConfigError::invalid(format!("watch.detection.{}", e.key), e.reason))?;
+        config
+            .guard
+            .validate()
+            .map_err(|e| ConfigError::invalid(format!("watch.guard.{}", e.key), e.reason))?;
         let mut overrides = Vec::new();
         for (i, o) in config.overrides.iter().enumerate() {
-            o.detection.validate().map_err(|e| {
-                ConfigError::invalid(
-                    format!("watch.overrides[{i}].detection.{}", e.key),
-                    e.reason,
-                )
-            })?;
-            overrides.push((
-                Matcher::compile(&o.topics, &format!("watch.overrides[{i}].topics"))?,
-                Matcher::compile(&o.groups, &format!("watch.overrides[{i}].groups"))?,
-                o.detection,
-            ));
+            if let Some(d) = &o.detection {
+                d.validate().map_err(|e| {
+                    ConfigError::invalid(
+                        format!("watch.overrides[{i}].detection.{}", e.key),
+                        e.reason,
+                    )
+                })?;
+            }
+            if let Some(g) = &o.guard {
+                g.validate().map_err(|e| {
+                    ConfigError::invalid(format!("watch.overrides[{i}].guard.{}", e.key), e.reason)
+                })?;
+            }
+            overrides.push(CompiledOverride {
+                topics: Matcher::compile(&o.topics, &format!("watch.overrides[{i}].topics"))?,
+                groups: Matcher::compile(&o.groups, &format!("watch.overrides[{i}].groups"))?,
+                detection: o.detection,
+                guard: o.guard,
+            });
         }
         let t = &config.dead_letter.topic_template;
         crate::dead_letter::validate_template(t)
@@ -244,9 +279,18 @@ impl Policy {
     pub fn detection(&self, topic: &str, group: &str) -> &crate::detect::DetectConfig {
         self.overrides
             .iter()
-            .find(|(t, g, _)| t.matches(topic) && g.matches(group))
-            .map(|(_, _, d)| d)
+            .filter(|o| o.matches(topic, group))
+            .find_map(|o| o.detection.as_ref())
             .unwrap_or(&self.config.detection)
+    }
+
+    /// Guard settings for a topic and group.
+    pub fn guard(&self, topic: &str, group: &str) -> &super::guard::GuardConfig {
+        self.overrides
+            .iter()
+            .filter(|o| o.matches(topic, group))
+            .find_map(|o| o.guard.as_ref())
+            .unwrap_or(&self.config.guard)
     }
 
     /// The DLQ topic for a source topic and group.

@@ -85,7 +85,13 @@ pub struct Store {
     next_offset: std::sync::Mutex<i64>,
     /// Search states read from the topic, waiting to be adopted by the detector.
     incoming_searches: std::sync::Mutex<Vec<SharedSearch>>,
+    /// Quarantines applied after the first load (this proxy's and other sidecars'),
+    /// waiting for the deploy guard.
+    incoming_quarantines: std::sync::Mutex<Vec<Quarantined>>,
 }
+
+/// Most quarantines kept for the deploy guard between two ticks.
+const MAX_INCOMING_QUARANTINES: usize = 10_000;
 
 /// Why a decision could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +115,7 @@ impl Store {
             loaded: tokio::sync::watch::channel(false).0,
             next_offset: std::sync::Mutex::new(0),
             incoming_searches: std::sync::Mutex::new(Vec::new()),
+            incoming_quarantines: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -229,6 +236,16 @@ impl Store {
         )
     }
 
+    /// Quarantines applied since the last call (after the first load only).
+    pub fn take_quarantines(&self) -> Vec<Quarantined> {
+        std::mem::take(
+            &mut *self
+                .incoming_quarantines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
     async fn persist(&self, key: &str, msg: &StateMessage) -> Result<(), StoreError> {
         let value = serde_json::to_vec(msg).map_err(|e| self.err(e.to_string()))?;
         let record = Record {
@@ -273,6 +290,15 @@ impl Store {
         match msg {
             StateMessage::Counts {} | StateMessage::Search { .. } => {}
             StateMessage::Quarantine(q) => {
+                if self.is_loaded() {
+                    let mut incoming = self
+                        .incoming_quarantines
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if incoming.len() < MAX_INCOMING_QUARANTINES {
+                        incoming.push(q.clone());
+                    }
+                }
                 map.entry((q.group.clone(), q.topic.clone(), q.partition))
                     .or_default()
                     .insert(q.offset, q);

@@ -80,6 +80,9 @@ fn options(dry_run: bool) -> ReplayOptions {
         dry_run,
         max_replays: 3,
         filter_reason: None,
+        filter_group: None,
+        diverted_from: None,
+        diverted_to: None,
     }
 }
 
@@ -153,6 +156,31 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
         .await
         .unwrap();
     assert_eq!((r.replayed(), r.filtered()), (1, 2));
+    // Group and diversion-time filters (every record here was diverted at 3 ms by
+    // `orders`): nothing of another group, nothing outside the time span.
+    for (group, from, to) in [
+        ("billing", None, None),
+        ("orders", Some(4), None),
+        ("orders", None, Some(2)),
+    ] {
+        let mut other = options(true);
+        (other.filter_group, other.diverted_from, other.diverted_to) =
+            (Some(group.into()), from, to);
+        let r = replay(&c, DLQ, &Selection::default(), &other)
+            .await
+            .unwrap();
+        assert_eq!(r.replayed(), 0, "{group} {from:?} {to:?}");
+    }
+    let mut in_span = options(true);
+    (
+        in_span.filter_group,
+        in_span.diverted_from,
+        in_span.diverted_to,
+    ) = (Some("orders".into()), Some(3), Some(3));
+    let r = replay(&c, DLQ, &Selection::default(), &in_span)
+        .await
+        .unwrap();
+    assert!(r.replayed() >= 1, "{r:?}");
     let back = c.read(SOURCE, 0, 0, 10).await.unwrap();
     assert_eq!(back.len(), 1);
     assert!(back[0]
