@@ -10,6 +10,7 @@
 
 pub mod admin_api;
 mod divert;
+pub mod failover;
 mod fetch;
 pub mod policy;
 pub mod store;
@@ -24,12 +25,13 @@ use kafka_protocol::messages::{
 
 use crate::consumer_requests::{self, CommitRequest, FetchPosition, GroupRequest, TopicRef};
 use crate::detect::{ConnId, Detector, PartitionKey};
-use crate::groups::Groups;
+use crate::groups::{Groups, MemberFacts};
 use crate::metrics::Metrics;
 use crate::topics::Topics;
 use crate::wire::{decode_response, RequestHead};
 
 pub use divert::Diverter;
+pub use failover::FastFailover;
 pub use fetch::FetchWatch;
 pub use policy::{Policy, WatchConfig};
 pub use store::Store;
@@ -43,6 +45,17 @@ pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     /// Broker node this connection goes to (`None` for the bootstrap listener).
     pub node: Option<i32>,
+}
+
+/// Who ended a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The client closed it, or its process died (EOF or reset on the client side).
+    Client,
+    /// The broker closed it or failed; the proxy closed the client side after it.
+    Broker,
+    /// The proxy is shutting down.
+    Shutdown,
 }
 
 /// What the watcher noted about a request, handed back with its response.
@@ -72,7 +85,7 @@ pub enum WatchRequest {
 pub struct ConsumerWatch {
     pub(crate) policy: Policy,
     pub(crate) topics: Arc<Topics>,
-    pub(crate) groups: Mutex<Groups>,
+    pub(crate) groups: Arc<Mutex<Groups>>,
     pub(crate) detector: Arc<Mutex<Detector>>,
     pub(crate) store: Arc<Store>,
     pub(crate) diverter: Arc<Diverter>,
@@ -82,6 +95,8 @@ pub struct ConsumerWatch {
     published: Mutex<std::collections::HashMap<PartitionKey, Vec<(i64, u32)>>>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
+    /// Leaves for members whose process is gone (`watch.fast_failover`), when enabled.
+    failover: Option<Arc<FastFailover>>,
 }
 
 /// A fetch session's positions: (topic, partition) → next offset.
@@ -101,7 +116,7 @@ impl ConsumerWatch {
         ConsumerWatch {
             policy,
             topics,
-            groups: Mutex::new(Groups::default()),
+            groups: Arc::new(Mutex::new(Groups::default())),
             detector,
             store,
             diverter,
@@ -109,7 +124,18 @@ impl ConsumerWatch {
             pipelines,
             published: Mutex::new(Default::default()),
             sessions: Mutex::new(Default::default()),
+            failover: None,
         }
+    }
+
+    /// Turns fast failover on: leaves go through `cluster`, the proxy's own connections.
+    pub fn with_fast_failover(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.failover = Some(Arc::new(FastFailover::new(
+            self.policy.config.fast_failover.clone(),
+            cluster,
+            self.metrics.clone(),
+        )));
+        self
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, Groups> {
@@ -158,6 +184,13 @@ impl ConsumerWatch {
                     for group in &request.groups {
                         groups.seen(group, request.member_id.as_deref(), &client_id, conn.id);
                     }
+                    if let (Some(group), Some(member)) =
+                        (request.groups.first(), request.member_id.as_deref())
+                    {
+                        if !member.is_empty() && api != ApiKey::LeaveGroup {
+                            groups.describe(group, member, facts(conn, api, &request));
+                        }
+                    }
                     WatchRequest::Group {
                         client_id: client_id.clone(),
                         api,
@@ -189,6 +222,22 @@ impl ConsumerWatch {
             TopicRef::Name(n) => Some(n.clone()),
             TopicRef::Id(id) => self.topics.name_of(id),
         };
+        if self.failover.is_some() {
+            let named = |list: &mut dyn Iterator<Item = (&TopicRef, i32)>| {
+                list.filter_map(|(t, p)| Some((name(t)?, p)))
+                    .collect::<Vec<_>>()
+            };
+            let positions = named(&mut f.positions.iter().map(|p| (&p.topic, p.partition)));
+            let forgotten = named(&mut f.forgotten.iter().map(|(t, p)| (t, *p)));
+            self.groups().fetching(
+                conn.id,
+                &client_id,
+                conn.peer.ip(),
+                f.session_epoch <= 0,
+                positions,
+                forgotten,
+            );
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let session = sessions.entry(conn.id).or_default();
         if f.session_epoch <= 0 {
@@ -299,8 +348,9 @@ impl ConsumerWatch {
                 self.detector().rebalance(group, now);
                 if let Ok((_, r)) = decode_response::<JoinGroupResponse>(frame, api, version) {
                     if r.error_code == 0 {
-                        self.groups()
-                            .seen(group, Some(r.member_id.as_str()), client_id, conn.id);
+                        let mut groups = self.groups();
+                        groups.seen(group, Some(r.member_id.as_str()), client_id, conn.id);
+                        groups.describe(group, r.member_id.as_str(), facts(conn, api, request));
                     }
                 }
             }
@@ -327,6 +377,21 @@ impl ConsumerWatch {
                 else {
                     return;
                 };
+                if request.member_epoch.is_some_and(|e| e < 0) {
+                    // The leave heartbeat (-1, or -2 for a static member stepping out).
+                    if r.error_code == 0 {
+                        if let Some(m) = &request.member_id {
+                            self.groups().left(group, m);
+                            self.detector().member_left(group, ConnId(conn.id));
+                        }
+                    }
+                    return;
+                }
+                if let Some(member) = r.member_id.as_ref().filter(|_| r.error_code == 0) {
+                    let mut groups = self.groups();
+                    groups.seen(group, Some(member.as_str()), client_id, conn.id);
+                    groups.describe(group, member.as_str(), facts(conn, api, request));
+                }
                 if let (Some(a), Some(member)) = (&r.assignment, &r.member_id) {
                     let parts = a
                         .topic_partitions
@@ -401,8 +466,9 @@ impl ConsumerWatch {
     }
 
     /// A client connection closed: its group memberships that did not leave are lost
-    /// members (a crash, most likely).
-    pub fn on_close(&self, conn: &ConnInfo, _clean: bool) {
+    /// members (a crash, most likely). With fast failover, a member lost to a connection
+    /// its client ended gets its grace timer.
+    pub fn on_close(&self, conn: &ConnInfo, _clean: bool, by: ClosedBy) {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -416,6 +482,11 @@ impl ConsumerWatch {
         for m in lost {
             tracing::info!(group = %m.group, member = %m.member_id, partitions = m.partitions.len(), "consumer connection closed without LeaveGroup");
             detector.member_lost(&m.group, ConnId(conn.id), now);
+            if let Some(failover) = &self.failover {
+                if by == ClosedBy::Client && self.policy.watches_group(&m.group) {
+                    failover.member_lost(self.groups.clone(), m);
+                }
+            }
         }
     }
 
@@ -471,5 +542,14 @@ impl ConsumerWatch {
         self.metrics
             .partitions_isolated
             .set(detector.isolated_partitions() as i64);
+    }
+}
+
+/// What a JoinGroup or ConsumerGroupHeartbeat request says about its member.
+fn facts<'a>(conn: &ConnInfo, api: ApiKey, request: &'a GroupRequest) -> MemberFacts<'a> {
+    MemberFacts {
+        instance_id: request.instance_id.as_deref(),
+        kip848: api == ApiKey::ConsumerGroupHeartbeat,
+        ip: conn.peer.ip(),
     }
 }
