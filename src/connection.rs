@@ -162,6 +162,9 @@ async fn requests(
             head.api(),
             Some(kafka_protocol::messages::ApiKey::SaslHandshake)
         ) && head.api_version == 0;
+        if let Some(w) = &proxy.watch {
+            w.before_forward(conn, &head, &frame).await;
+        }
         if exchange::expects_response(&head, &frame) {
             let handling = exchange::classify(proxy, conn, &head, &frame);
             let entry = InFlight {

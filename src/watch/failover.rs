@@ -9,11 +9,19 @@
 //! proxy sends the leave on its own connection to the coordinator: LeaveGroup for a classic
 //! member, the leave heartbeat (`member_epoch = -1`) for a KIP-848 one.
 //!
+//! A restarted process usually joins again before the grace is over: a JoinGroup with no
+//! member id, from the same client id and address, in the group of a departed member whose
+//! process is gone. That JoinGroup is held while the proxy leaves for the departed member
+//! (at most [`HOLD_JOIN`]), so the coordinator sees the leave first and the new member's
+//! rebalance does not wait for a member that will never rejoin.
+//!
 //! [`Departures`] and [`verdict`] are the pure part (when, and whether); [`FastFailover`]
 //! runs the timers and the requests.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::cluster::{Cluster, ClusterError, LeaveOutcome, Leaver};
 use crate::groups::{Groups, LostMember, Whereabouts};
@@ -23,32 +31,46 @@ use crate::watch::policy::FastFailoverConfig;
 /// The reason sent with the leave (LeaveGroup v5+).
 const REASON: &str = "quarantine: every client connection of this member closed without a leave";
 
+/// Longest a new member's JoinGroup is held while the proxy leaves for its predecessor.
+pub const HOLD_JOIN: Duration = Duration::from_secs(5);
+
 /// Members waiting out their grace, each with the ticket of its latest departure, so a
 /// member that came back and left again is judged only by its latest timer.
 #[derive(Debug, Default)]
 pub struct Departures {
     next: u64,
-    pending: HashMap<(String, String), u64>,
+    pending: HashMap<(String, String), (u64, LostMember)>,
 }
 
 impl Departures {
     /// A member's last group connection closed: returns the ticket its timer carries.
-    pub fn depart(&mut self, group: &str, member_id: &str) -> u64 {
+    pub fn depart(&mut self, lost: LostMember) -> u64 {
         self.next += 1;
-        self.pending
-            .insert((group.to_string(), member_id.to_string()), self.next);
+        let key = (lost.group.clone(), lost.member_id.clone());
+        self.pending.insert(key, (self.next, lost));
         self.next
     }
 
-    /// The timer with `ticket` fired: true (and forgotten) when it is the member's latest.
-    pub fn due(&mut self, group: &str, member_id: &str, ticket: u64) -> bool {
+    /// The departure with `ticket` is to be decided now (its timer fired, or a successor
+    /// joins): the member, once, when `ticket` is its latest departure.
+    pub fn due(&mut self, group: &str, member_id: &str, ticket: u64) -> Option<LostMember> {
         let key = (group.to_string(), member_id.to_string());
-        if self.pending.get(&key) == Some(&ticket) {
-            self.pending.remove(&key);
-            true
-        } else {
-            false
+        match self.pending.get(&key) {
+            Some((t, _)) if *t == ticket => self.pending.remove(&key).map(|(_, m)| m),
+            _ => None,
         }
+    }
+
+    /// Departed members of `group` that a new member joining from `client_id` at `ip`
+    /// may be the restart of: same client id, same address. With their tickets.
+    pub fn predecessors(&self, group: &str, client_id: &str, ip: IpAddr) -> Vec<(u64, LostMember)> {
+        self.pending
+            .iter()
+            .filter(|((g, _), (_, m))| {
+                g == group && m.client_id == client_id && m.ip.is_none_or(|i| i == ip)
+            })
+            .map(|(_, (t, m))| (*t, m.clone()))
+            .collect()
     }
 
     /// Members waiting now.
@@ -124,13 +146,14 @@ impl FastFailover {
             self.skipped(&lost.group, "static");
             return;
         }
-        let ticket = self.departures().depart(&lost.group, &lost.member_id);
+        let (group, member_id) = (lost.group.clone(), lost.member_id.clone());
+        let ticket = self.departures().depart(lost);
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.config.grace).await;
-            if !this.departures().due(&lost.group, &lost.member_id, ticket) {
-                return;
-            }
+            let Some(lost) = this.departures().due(&group, &member_id, ticket) else {
+                return; // came back and left again, or a successor's join decided it
+            };
             let seen = groups
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -143,6 +166,37 @@ impl FastFailover {
                 Verdict::Leave => this.leave(&lost).await,
             }
         });
+    }
+
+    /// A JoinGroup without a member id from `client_id` at `ip` is about to be forwarded:
+    /// when it is the restart of a departed member of `group` whose process is gone, leaves
+    /// for that member first (waiting at most [`HOLD_JOIN`]).
+    pub async fn before_join(
+        self: &Arc<Self>,
+        groups: &Mutex<Groups>,
+        group: &str,
+        client_id: &str,
+        ip: IpAddr,
+    ) {
+        let candidates = self.departures().predecessors(group, client_id, ip);
+        for (ticket, lost) in candidates {
+            let seen = groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .whereabouts(&lost);
+            if verdict(&self.config, &lost, seen) != Verdict::Leave {
+                continue; // its own timer decides
+            }
+            let Some(lost) = self.departures().due(group, &lost.member_id, ticket) else {
+                continue;
+            };
+            tracing::debug!(group, member = %lost.member_id, "a new member of the same client joins: leaving for its gone predecessor first");
+            let this = self.clone();
+            let leave = tokio::spawn(async move { this.leave(&lost).await });
+            if tokio::time::timeout(HOLD_JOIN, leave).await.is_err() {
+                tracing::debug!(group, "leave still running; the JoinGroup goes on");
+            }
+        }
     }
 
     async fn leave(&self, lost: &LostMember) {
@@ -207,18 +261,52 @@ mod tests {
         }
     }
 
+    fn member(id: &str) -> LostMember {
+        LostMember {
+            member_id: id.into(),
+            ip: Some(HOST),
+            ..lost(None)
+        }
+    }
+
+    const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn only_the_latest_departure_of_a_member_is_due() {
         let mut d = Departures::default();
-        let first = d.depart("g", "m");
-        let other = d.depart("g", "n");
+        let first = d.depart(member("m"));
+        let other = d.depart(member("n"));
         // m came back and its connections closed again before the first timer fired.
-        let second = d.depart("g", "m");
-        assert!(!d.due("g", "m", first), "stale timer");
-        assert!(d.due("g", "m", second));
-        assert!(!d.due("g", "m", second), "due once");
-        assert!(d.due("g", "n", other));
+        let second = d.depart(member("m"));
+        assert!(d.due("g", "m", first).is_none(), "stale timer");
+        assert_eq!(d.due("g", "m", second).unwrap().member_id, "m");
+        assert!(d.due("g", "m", second).is_none(), "due once");
+        assert!(d.due("g", "n", other).is_some());
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_joining_member_finds_its_predecessors_by_client_id_and_address() {
+        let mut d = Departures::default();
+        let t = d.depart(member("m"));
+        let elsewhere = LostMember {
+            ip: Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 1, 1))),
+            ..member("x")
+        };
+        d.depart(elsewhere);
+        let other_client = LostMember {
+            client_id: "other".into(),
+            ..member("y")
+        };
+        d.depart(other_client);
+        let found = d.predecessors("g", "app", HOST);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0, found[0].1.member_id.as_str()), (t, "m"));
+        assert!(d.predecessors("other-group", "app", HOST).is_empty());
+        // Decided by the join, the timer then finds nothing to do.
+        assert!(d.due("g", "m", t).is_some());
+        assert!(d.due("g", "m", t).is_none());
+        assert!(d.predecessors("g", "app", HOST).is_empty());
     }
 
     #[test]

@@ -210,6 +210,37 @@ impl ConsumerWatch {
         }
     }
 
+    /// Called before a request is forwarded; returns when it may go. With fast failover, a
+    /// JoinGroup without a member id that is the restart of a gone member waits until the
+    /// proxy has left the group for that member (bounded).
+    pub async fn before_forward(&self, conn: &ConnInfo, head: &RequestHead, frame: &[u8]) {
+        let Some(failover) = &self.failover else {
+            return;
+        };
+        if head.api() != Some(ApiKey::JoinGroup) {
+            return;
+        }
+        let Some(body) = head.body_offset.and_then(|o| frame.get(o..)) else {
+            return;
+        };
+        let Ok(Some(join)) =
+            consumer_requests::group_request(ApiKey::JoinGroup, body, head.api_version)
+        else {
+            return;
+        };
+        let new_member = join.member_id.as_deref().is_none_or(str::is_empty);
+        let Some(group) = join.groups.first() else {
+            return;
+        };
+        if !new_member || join.instance_id.is_some() || !self.policy.watches_group(group) {
+            return;
+        }
+        let client_id = head.client_id.as_deref().unwrap_or_default();
+        failover
+            .before_join(&self.groups, group, client_id, conn.peer.ip())
+            .await;
+    }
+
     /// Follows a connection's fetch session (KIP-227: an incremental fetch names only the
     /// partitions whose position changed) and notes the watched positions.
     fn fetch_request(
