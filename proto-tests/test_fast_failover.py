@@ -3,7 +3,7 @@ closed without a leave and the member did not come back within the grace, the pr
 the group on its behalf, so its partitions move without waiting for session.timeout.ms.
 
 Real consumers (librdkafka under the supervisor, kafka-python in this process) go through
-the proxy to the real broker. Sessions are long (45 s, 30 s) so that only a leave can move
+the proxy to the real broker. Sessions are long (30 s) so that only a leave can move
 partitions quickly, but no test asserts a duration: each asserts what the proxy did (its
 metrics and log) and what the group did (assignments, every record consumed).
 
@@ -32,7 +32,7 @@ from poison_support import (create_topic, order_items, produce, stack_fixture, w
 
 GRACE = "1s"
 FAILOVER_YAML = watch_yaml() + f"  fast_failover:\n    enabled: true\n    grace: {GRACE}\n"
-SESSION_MS = 45000
+SESSION_MS = 30000
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,35 @@ def test_sigkilled_member_is_left_for_and_the_survivor_consumes_every_record(sta
     finally:
         for a in apps:
             a.stop()
+
+
+def test_crash_restarted_member_is_left_for_and_its_restart_consumes_everything(stack, tmp_path):
+    """One librdkafka member under a supervisor, SIGKILLed mid-stream and restarted at once:
+    the restart's JoinGroup is held while the proxy leaves for the dead member (so the
+    coordinator does not wait for a member that will never rejoin), the restarted process
+    consumes again, and every record is consumed (at least once)."""
+    partitions = 2
+    topic = create_topic(stack.broker, f"ff-restart-{tmp_path.name[-12:]}", partitions)
+    group = f"{topic}.g"
+    produced = produce(stack.broker, topic, order_items(partitions, 40))
+    everything = {r.at for r in produced}
+    spec = {"bootstrap": stack.bootstrap, "topic": topic, "group": group, "mode": "ok",
+            "commit": "each", "session_timeout_ms": SESSION_MS, "heartbeat_ms": 1000,
+            "sleep_ms": 50}
+    app = Supervisor(app_command("rdkafka", spec), tmp_path / "restart.log", max_runs=2).start()
+    try:
+        wait_for(lambda: len(app.processed()) >= 3, 60, "the first run to consume", app.summary)
+        app.kill_current()
+        wait_for(lambda: any(e["run"] == 2 for e in app.of("processed")),
+                 SESSION_MS / 1000 + 15, "the restarted process to consume", app.summary)
+        assert leaves_sent(stack.proxy, group) == 1, stack.proxy.metrics_text()
+        log = stack.proxy.log_text()
+        assert re.search(r"left the group for a consumer whose connections all closed"
+                         rf".*group={re.escape(group)}", log), log[-3000:]
+        wait_for(lambda: app.processed() >= everything, 60, "every record to be consumed",
+                 app.summary)
+    finally:
+        app.stop()
 
 
 class Rebalances(ConsumerRebalanceListener):

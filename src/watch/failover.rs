@@ -163,7 +163,7 @@ impl FastFailover {
                     tracing::debug!(group = %lost.group, member = %lost.member_id, reason, "member's group connections closed but it is not gone");
                     this.skipped(&lost.group, reason);
                 }
-                Verdict::Leave => this.leave(&lost).await,
+                Verdict::Leave => this.leave(&lost, "grace_over").await,
             }
         });
     }
@@ -192,14 +192,16 @@ impl FastFailover {
             };
             tracing::debug!(group, member = %lost.member_id, "a new member of the same client joins: leaving for its gone predecessor first");
             let this = self.clone();
-            let leave = tokio::spawn(async move { this.leave(&lost).await });
+            let leave = tokio::spawn(async move { this.leave(&lost, "successor_joined").await });
             if tokio::time::timeout(HOLD_JOIN, leave).await.is_err() {
                 tracing::debug!(group, "leave still running; the JoinGroup goes on");
             }
         }
     }
 
-    async fn leave(&self, lost: &LostMember) {
+    /// Leaves for `lost`; `after` says what ended the wait (`grace_over`,
+    /// `successor_joined`), for the log.
+    async fn leave(&self, lost: &LostMember, after: &'static str) {
         let who = Leaver {
             group: &lost.group,
             member_id: &lost.member_id,
@@ -214,7 +216,6 @@ impl FastFailover {
         let label = GroupLabel {
             group: lost.group.clone(),
         };
-        let grace_ms = self.config.grace.as_millis() as u64;
         match result {
             Ok(LeaveOutcome::Left) => {
                 self.metrics.member_leaves_sent.get_or_create(&label).inc();
@@ -223,7 +224,7 @@ impl FastFailover {
                     member = %lost.member_id,
                     client_id = %lost.client_id,
                     partitions = lost.partitions.len(),
-                    grace_ms,
+                    after,
                     "left the group for a consumer whose connections all closed without a leave"
                 );
             }
