@@ -9,6 +9,10 @@ Two scenarios, each on a fresh tansu broker (in memory) and quarantine proxy per
 - ``restart``: one librdkafka member under a supervisor that restarts it 0.2 s after it
   exits (as a container runtime would); it is SIGKILLed. Measured: seconds from the kill
   until the restarted process processes a record again.
+- ``divert`` (not run by default): the same supervised member crashes (exit 3, no leave)
+  on a poison record, again and again, until quarantine has found the record and written
+  it to the DLQ (detection defaults). Measured: seconds from the first crash until the
+  record is diverted.
 
 Members use ``session.timeout.ms`` = ``--session-ms`` (default 45000, Apache Kafka's
 default since 3.0) and a 1 s heartbeat. Reported: the median of ``--runs`` runs per
@@ -34,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT / "proto-tests"))
 
 from apps.supervisor import Supervisor, app_command  # noqa: E402
 from harness import Quarantine, Tansu, free_port  # noqa: E402
+from harness import sum_metric  # noqa: E402
 from poison_support import create_topic, order_items, produce  # noqa: E402
 
 PARTITIONS = 4
@@ -79,9 +84,9 @@ RESTART_DELAY = 0.2
 
 
 def app(stack: Stack, workdir: Path, name: str, topic: str, session_ms: int,
-        max_runs: int, sleep_ms: int) -> Supervisor:
+        max_runs: int, sleep_ms: int, mode: str = "ok") -> Supervisor:
     spec = {"bootstrap": stack.proxy.bootstrap, "topic": topic, "group": f"{topic}.g",
-            "mode": "ok", "commit": "each", "sleep_ms": sleep_ms,
+            "mode": mode, "commit": "each", "sleep_ms": sleep_ms,
             "session_timeout_ms": session_ms, "heartbeat_ms": 1000}
     return Supervisor(app_command("rdkafka", spec), workdir / f"{name}.log",
                       max_runs=max_runs, restart_delay=RESTART_DELAY).start()
@@ -130,6 +135,24 @@ def restart(stack: Stack, workdir: Path, run: int, session_ms: int) -> float:
         consumer.stop()
 
 
+def divert(stack: Stack, workdir: Path, run: int, session_ms: int) -> float:
+    topic = create_topic(stack.tansu.address, f"divert-{run}", 2)
+    produce(stack.tansu.address, topic, order_items(2, 100, poison={(0, 40)}))
+    consumer = app(stack, workdir, f"divert-{run}", topic, session_ms, 100, 0, mode="crash")
+    try:
+        first = wait(lambda: consumer.poison_seen(), 120)
+        if first is None:
+            raise RuntimeError("the poison record was never met\n" + consumer.summary())
+        done = wait(lambda: sum_metric(stack.proxy.metrics_text(),
+                                       "quarantine_records_diverted_total") >= 1,
+                    30 * session_ms / 1000, poll=0.1)
+        if done is None:
+            raise RuntimeError("never diverted\n" + consumer.summary())
+        return done - first
+    finally:
+        consumer.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -145,7 +168,7 @@ def main() -> None:
     global RESTART_DELAY
     RESTART_DELAY = args.restart_delay
     modes = [m == "on" for m in args.modes.split(",")]
-    scenarios = {"takeover": takeover, "restart": restart}
+    scenarios = {"takeover": takeover, "restart": restart, "divert": divert}
     results: dict[tuple[str, bool], list[float]] = {}
     root = Path(tempfile.mkdtemp(prefix="failover-bench-"))
     try:
@@ -168,10 +191,13 @@ def main() -> None:
     print(f"SIGKILLed librdkafka consumer, session.timeout.ms={args.session_ms}, heartbeat 1 s, "
           f"grace {args.grace}, median of {args.runs} runs, proxy profile {args.profile}")
     print()
-    print("| seconds from SIGKILL until | fast failover off | fast failover on | runs (off; on) |")
+    print("| seconds from SIGKILL until | fast failover off | fast failover on | runs (off; on) |"
+          if "divert" not in args.scenarios else
+          "| seconds | fast failover off | fast failover on | runs (off; on) |")
     print("|---|---:|---:|---|")
     labels = {"takeover": "the surviving member is assigned every partition",
-              "restart": "the restarted process consumes again"}
+              "restart": "the restarted process consumes again",
+              "divert": "first crash on a poison record until it is diverted (crash loop)"}
     for name in args.scenarios.split(","):
         off, on = results.get((name, False), []), results.get((name, True), [])
         median = lambda xs: f"{statistics.median(xs):.1f}" if xs else "-"  # noqa: E731
