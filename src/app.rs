@@ -120,7 +120,7 @@ fn build_watch(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<ConsumerWat
     let detector = Arc::new(Mutex::new(Detector::new(DetectorLimits::default())));
     let topics = Arc::new(Topics::default());
     let diverter = Arc::new(Diverter::new(
-        cluster,
+        cluster.clone(),
         store.clone(),
         detector.clone(),
         topics.clone(),
@@ -128,9 +128,15 @@ fn build_watch(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<ConsumerWat
         policy.clone(),
         instance,
     ));
-    Ok(Arc::new(ConsumerWatch::new(
+    let fast_failover = policy.config.fast_failover.enabled;
+    let watch = ConsumerWatch::new(
         policy, topics, detector, store, diverter, metrics, pipelines,
-    )))
+    );
+    Ok(Arc::new(if fast_failover {
+        watch.with_fast_failover(cluster)
+    } else {
+        watch
+    }))
 }
 
 fn spawn_watch_tasks(watch: &Arc<ConsumerWatch>, proxy: &Arc<Proxy>) {

@@ -19,6 +19,7 @@
 mod codec;
 mod conn;
 mod error;
+mod group_ops;
 mod metadata;
 mod ops;
 
@@ -36,6 +37,10 @@ use crate::record::Record;
 pub use codec::{decode_records, encode_records, CodecError, Decoded};
 pub use conn::{Connector, NodeConn, Versions};
 pub use error::ClusterError;
+pub use group_ops::{
+    consumer_group_leave_request, find_coordinator_request, leave_group_request, LeaveOutcome,
+    Leaver,
+};
 pub use metadata::{BrokerAddr, PartitionInfo, TopicInfo, TopicsInfo};
 pub use ops::{replication_factor_for, Fetched, OffsetSpec};
 
@@ -284,6 +289,31 @@ impl Cluster {
         }
     }
 
+    /// The highest version of `api_key` in `range` that the broker behind `key` supports,
+    /// opening the connection when needed (for requests whose shape depends on it).
+    async fn version(
+        &self,
+        key: Key,
+        api_key: i16,
+        range: &std::ops::RangeInclusive<i16>,
+    ) -> Result<i16, ClusterError> {
+        let slot = self.slot(key);
+        let mut guard = slot.lock().await;
+        let conn = match guard.take() {
+            Some(c) => c,
+            None => self.open(key).await?,
+        };
+        let picked = conn.versions.pick(api_key, range);
+        let addr = conn.addr.clone();
+        *guard = Some(conn);
+        picked.ok_or_else(|| ClusterError::Unsupported {
+            addr,
+            api: ApiKey::try_from(api_key).unwrap_or(ApiKey::ApiVersions),
+            min: *range.start(),
+            max: *range.end(),
+        })
+    }
+
     /// Waits before retry `attempt` (1-based): 100 ms doubling, at most 1 s.
     async fn backoff(attempt: u32) {
         let ms = 100u64 << attempt.saturating_sub(1).min(4);
@@ -399,5 +429,14 @@ mod send_check {
         is_send(async move { c.create_topic("a", 1, 1, &[("a", "b")]).await });
         is_send(async move { c.produce("a", 0, &[], -1, Duration::from_secs(1)).await });
         is_send(async move { c.fetch("a", 0, 0, 1).await });
+        let who = Leaver {
+            group: "g",
+            member_id: "m",
+            instance_id: None,
+            reason: "r",
+        };
+        let again = who.clone();
+        is_send(async move { c.leave_group(&again).await });
+        is_send(async move { c.leave_consumer_group(&who).await });
     }
 }

@@ -717,6 +717,58 @@ mod tests {
     }
 
     #[test]
+    fn fast_failover_section_defaults_parses_and_names_bad_keys() {
+        let c = load("{}", &[]).unwrap();
+        let f = &c.watch.fast_failover;
+        assert!(!f.enabled && !f.static_members);
+        assert_eq!(f.grace, std::time::Duration::from_secs(1));
+        let c = load(
+            "watch: {fast_failover: {enabled: true, grace: 1500ms, static_members: true}}",
+            &[],
+        )
+        .unwrap();
+        let f = &c.watch.fast_failover;
+        assert!(f.enabled && f.static_members);
+        assert_eq!(f.grace, std::time::Duration::from_millis(1500));
+        let c = load(
+            "{}",
+            &[
+                ("QUARANTINE__WATCH__FAST_FAILOVER__ENABLED", "true"),
+                ("QUARANTINE__WATCH__FAST_FAILOVER__GRACE", "2s"),
+            ],
+        )
+        .unwrap();
+        assert!(c.watch.fast_failover.enabled);
+        assert_eq!(
+            c.watch.fast_failover.grace,
+            std::time::Duration::from_secs(2)
+        );
+        let cases = [
+            (
+                "watch: {fast_failover: {grace: 10ms}}",
+                "watch.fast_failover.grace",
+            ),
+            (
+                "watch: {fast_failover: {grace: 1h}}",
+                "watch.fast_failover.grace",
+            ),
+            (
+                "watch: {fast_failover: {grace: soon}}",
+                "watch.fast_failover.grace",
+            ),
+            (
+                "watch: {fast_failover: {enabled: maybe}}",
+                "watch.fast_failover.enabled",
+            ),
+            ("watch: {fast_failover: {grase: 1s}}", "watch.fast_failover"),
+        ];
+        for (yaml, key) in cases {
+            let err = load(yaml, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: `{err}` should name {key}");
+        }
+    }
+
+    #[test]
     fn node_ports_map_wins_and_overflow_is_none() {
         let c = load("proxy: {node_port_base: 65000, node_ports: {7: 4000}}", &[]).unwrap();
         assert_eq!(c.node_port(7), Some(4000));

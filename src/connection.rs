@@ -8,6 +8,7 @@
 //! protocol error and closes the connection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,7 @@ use crate::frame::{FrameError, FrameReader};
 use crate::metrics::{api_name, ApiLabel, DirectionLabel};
 use crate::proxy::{Proxy, Target};
 use crate::stream::{ReadHalf, Stream, WriteHalf};
-use crate::watch::ConnInfo;
+use crate::watch::{ClosedBy, ConnInfo};
 use crate::wire::{self, REQUEST_CORRELATION, RESPONSE_CORRELATION};
 
 /// How one direction of a connection ended.
@@ -58,12 +59,15 @@ pub async fn run(proxy: Arc<Proxy>, client: Stream, peer: SocketAddr, target: Ta
     let (upstream_r, upstream_w) = upstream.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let max = proxy.config.proxy.max_frame_bytes;
+    // Set when the broker side ended first (closed, failed, or refused a write).
+    let broker_ended = AtomicBool::new(false);
     let requests = requests(
         &proxy,
         &conn,
         FrameReader::new(client_r, max),
         upstream_w,
         tx,
+        &broker_ended,
     );
     let responses = responses(
         &proxy,
@@ -71,6 +75,7 @@ pub async fn run(proxy: Arc<Proxy>, client: Stream, peer: SocketAddr, target: Ta
         FrameReader::new(upstream_r, max),
         client_w,
         rx,
+        &broker_ended,
     );
     tokio::pin!(requests, responses);
     let clean = tokio::select! {
@@ -85,7 +90,14 @@ pub async fn run(proxy: Arc<Proxy>, client: Stream, peer: SocketAddr, target: Ta
         end = &mut responses => !matches!(end, End::Failed),
     };
     if let Some(w) = &proxy.watch {
-        w.on_close(&conn, clean);
+        let by = if proxy.shutdown.is_cancelled() {
+            ClosedBy::Shutdown
+        } else if broker_ended.load(Ordering::Relaxed) {
+            ClosedBy::Broker
+        } else {
+            ClosedBy::Client
+        };
+        w.on_close(&conn, clean, by);
     }
     tracing::debug!(clean, "connection closed");
 }
@@ -96,6 +108,7 @@ async fn requests(
     mut client: FrameReader<ReadHalf>,
     mut upstream: WriteHalf,
     inflight: mpsc::UnboundedSender<InFlight>,
+    broker_ended: &AtomicBool,
 ) -> End {
     let metrics = &proxy.metrics;
     let to_broker = metrics
@@ -149,6 +162,9 @@ async fn requests(
             head.api(),
             Some(kafka_protocol::messages::ApiKey::SaslHandshake)
         ) && head.api_version == 0;
+        if let Some(w) = &proxy.watch {
+            w.before_forward(conn, &head, &frame).await;
+        }
         if exchange::expects_response(&head, &frame) {
             let handling = exchange::classify(proxy, conn, &head, &frame);
             let entry = InFlight {
@@ -165,6 +181,7 @@ async fn requests(
             }
         }
         if let Err(e) = upstream.write_all(&frame).await {
+            broker_ended.store(true, Ordering::Relaxed);
             metrics.error("upstream_write");
             tracing::warn!(error = %e, "write to broker failed");
             return End::Failed;
@@ -182,6 +199,7 @@ async fn responses(
     mut upstream: FrameReader<ReadHalf>,
     mut client: WriteHalf,
     mut inflight: mpsc::UnboundedReceiver<InFlight>,
+    broker_ended: &AtomicBool,
 ) -> End {
     let metrics = &proxy.metrics;
     let to_client = metrics
@@ -198,6 +216,7 @@ async fn responses(
                 if inflight.is_closed() && inflight.is_empty() {
                     return End::Drain;
                 }
+                broker_ended.store(true, Ordering::Relaxed);
                 if !inflight.is_empty() {
                     metrics.error("upstream_closed");
                     tracing::warn!("broker closed the connection with requests in flight");
@@ -207,6 +226,7 @@ async fn responses(
                 return End::Closed;
             }
             Err(e) => {
+                broker_ended.store(true, Ordering::Relaxed);
                 metrics.error(match e {
                     FrameError::TooLarge { .. } | FrameError::Negative(_) => "upstream_bad_frame",
                     _ => "upstream_read",

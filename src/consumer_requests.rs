@@ -180,6 +180,11 @@ pub struct GroupRequest {
     pub groups: Vec<String>,
     /// Member id, when the request carries one.
     pub member_id: Option<String>,
+    /// `group.instance.id` of a static member (JoinGroup v5+, ConsumerGroupHeartbeat).
+    pub instance_id: Option<String>,
+    /// KIP-848 member epoch (ConsumerGroupHeartbeat only): 0 joins, -1 leaves, -2 leaves
+    /// for now keeping a static member's place.
+    pub member_epoch: Option<i32>,
 }
 
 /// Reads the group id(s) and member id of JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
@@ -194,6 +199,8 @@ pub fn group_request(
         Ok(Some(GroupRequest {
             groups: vec![groups],
             member_id,
+            instance_id: None,
+            member_epoch: None,
         }))
     };
     match api {
@@ -205,7 +212,17 @@ pub fn group_request(
                 r.skip(4, "rebalance timeout")?;
             }
             let member = owned(r.string(flexible, "member id")?);
-            one(group, Some(member))
+            let instance_id = if version >= 5 {
+                r.string(flexible, "group instance id")?.map(str::to_owned)
+            } else {
+                None
+            };
+            Ok(Some(GroupRequest {
+                groups: vec![group],
+                member_id: Some(member),
+                instance_id,
+                member_epoch: None,
+            }))
         }
         ApiKey::SyncGroup | ApiKey::Heartbeat => {
             let flexible = version >= 4;
@@ -252,12 +269,24 @@ pub fn group_request(
                 }
                 r.skip_tags("group tags")?;
             }
-            Ok(Some(GroupRequest { groups, member_id }))
+            Ok(Some(GroupRequest {
+                groups,
+                member_id,
+                instance_id: None,
+                member_epoch: None,
+            }))
         }
         ApiKey::ConsumerGroupHeartbeat => {
             let group = owned(r.string(true, "group id")?);
             let member = owned(r.string(true, "member id")?);
-            one(group, Some(member))
+            let epoch = r.i32("member epoch")?;
+            let instance_id = r.string(true, "instance id")?.map(str::to_owned);
+            Ok(Some(GroupRequest {
+                groups: vec![group],
+                member_id: Some(member),
+                instance_id,
+                member_epoch: Some(epoch),
+            }))
         }
         _ => Ok(None),
     }
@@ -469,6 +498,45 @@ mod tests {
                 .as_deref(),
             Some("member-9")
         );
+    }
+
+    #[test]
+    fn static_member_ids_and_kip848_epochs() {
+        let g = || GroupId(StrBytes::from_static_str("g1"));
+        for v in ApiKey::JoinGroup.valid_versions().min..=ApiKey::JoinGroup.valid_versions().max {
+            let body = encode(
+                &JoinGroupRequest::default()
+                    .with_group_id(g())
+                    .with_member_id(StrBytes::from_static_str("m"))
+                    .with_group_instance_id((v >= 5).then(|| StrBytes::from_static_str("pod-0"))),
+                v,
+            );
+            let got = group_request(ApiKey::JoinGroup, &body, v).unwrap().unwrap();
+            let want = (v >= 5).then(|| "pod-0".to_string());
+            assert_eq!(got.instance_id, want, "join v{v}");
+            assert_eq!(got.member_epoch, None);
+        }
+        for (epoch, instance) in [
+            (0, None),
+            (7, Some("pod-1")),
+            (-1, None),
+            (-2, Some("pod-1")),
+        ] {
+            let body = encode(
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(g())
+                    .with_member_id(StrBytes::from_static_str("uuid-1"))
+                    .with_member_epoch(epoch)
+                    .with_instance_id(instance.map(StrBytes::from_static_str)),
+                0,
+            );
+            let got = group_request(ApiKey::ConsumerGroupHeartbeat, &body, 0)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.member_id.as_deref(), Some("uuid-1"));
+            assert_eq!(got.member_epoch, Some(epoch));
+            assert_eq!(got.instance_id.as_deref(), instance);
+        }
     }
 
     #[test]

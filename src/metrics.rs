@@ -71,6 +71,16 @@ pub struct GroupLabel {
     pub group: String,
 }
 
+/// Label: a consumer group and why fast failover did not leave for a member.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabel {
+    /// Consumer group.
+    pub group: String,
+    /// `back` (its member id came back), `still_fetching` (its process still fetches its
+    /// partitions), `static` (a static member, left alone).
+    pub reason: &'static str,
+}
+
 /// Every metric the proxy exports.
 pub struct Metrics {
     /// The registry the admin server renders.
@@ -118,6 +128,12 @@ pub struct Metrics {
     pub guard_refused: Family<GroupLabel, Counter>,
     /// Batches rewritten on the fetch path (records hidden, trimmed or transformed).
     pub batches_rewritten: Counter,
+    /// Leaves sent on behalf of consumer members whose process was gone, and accepted.
+    pub member_leaves_sent: Family<GroupLabel, Counter>,
+    /// Leaves on behalf of gone members that failed (the member times out as usual).
+    pub member_leave_failures: Family<GroupLabel, Counter>,
+    /// Members whose group connections all closed but that were not left for, by reason.
+    pub member_leaves_skipped: Family<SkipLabel, Counter>,
     /// Last time (unix seconds) the admin server rendered metrics; keeps a cheap liveness clue.
     pub scrapes: Counter<u64, AtomicU64>,
 }
@@ -155,6 +171,9 @@ impl Metrics {
             guard_trips: Family::default(),
             guard_refused: Family::default(),
             batches_rewritten: Counter::default(),
+            member_leaves_sent: Family::default(),
+            member_leave_failures: Family::default(),
+            member_leaves_skipped: Family::default(),
             scrapes: Counter::default(),
             registry: Registry::default(),
         };
@@ -250,6 +269,21 @@ impl Metrics {
             "batches_rewritten",
             "Record batches re-encoded on the fetch path",
             m.batches_rewritten.clone(),
+        );
+        registry.register(
+            "member_leaves_sent",
+            "Leaves sent (and accepted) for consumer members whose connections all closed without one (fast failover)",
+            m.member_leaves_sent.clone(),
+        );
+        registry.register(
+            "member_leave_failures",
+            "Fast-failover leaves that failed; the member times out as usual",
+            m.member_leave_failures.clone(),
+        );
+        registry.register(
+            "member_leaves_skipped",
+            "Members whose group connections closed that fast failover did not leave for",
+            m.member_leaves_skipped.clone(),
         );
         registry.register(
             "metrics_scrapes",

@@ -274,7 +274,8 @@ const CLOSED_MEMORY: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 struct Departure {
     group: String,
-    conn: ConnId,
+    /// The member's connections (its group connection, and those its client fetched on).
+    conns: Vec<ConnId>,
     at: Instant,
     lost: bool,
 }
@@ -473,7 +474,7 @@ impl Detector {
             });
         self.departures = wait;
         for d in due {
-            let gone = |c: ConnId| c == d.conn || self.closed.contains_key(&c);
+            let gone = |c: ConnId| d.conns.contains(&c) || self.closed.contains_key(&c);
             let participants: Vec<PartitionKey> = self
                 .keys
                 .iter()
@@ -556,7 +557,7 @@ impl Detector {
         self.closed.insert(conn, now);
         self.departures.push(Departure {
             group: group.to_string(),
-            conn,
+            conns: vec![conn],
             at: now,
             lost: true,
         });
@@ -573,11 +574,12 @@ impl Detector {
         }
     }
 
-    /// A member of the group sent LeaveGroup on `conn`.
-    pub fn member_left(&mut self, group: &str, conn: ConnId, now: Instant) {
+    /// A member of the group sent LeaveGroup; `conns` are its connections (the one the
+    /// leave came on, and those its client fetched on, which stay open).
+    pub fn member_left(&mut self, group: &str, conns: &[ConnId], now: Instant) {
         self.departures.push(Departure {
             group: group.to_string(),
-            conn,
+            conns: conns.to_vec(),
             at: now,
             lost: false,
         });

@@ -479,7 +479,7 @@ impl World<'_> {
         match self.s.on_poison {
             OnPoison::Crash { leave } => {
                 if leave {
-                    self.det.member_left(GROUP, m.conn, self.now());
+                    self.det.member_left(GROUP, &[m.conn], self.now());
                 } else {
                     self.det.member_lost(GROUP, m.conn, self.now());
                 }
@@ -534,7 +534,7 @@ impl World<'_> {
                 // max.poll.interval exceeded: the client leaves, another member resumes.
                 let conn = m.conn;
                 self.member = None;
-                self.det.member_left(GROUP, conn, self.now());
+                self.det.member_left(GROUP, &[conn], self.now());
                 self.out.restarts += 1;
                 self.start_member();
                 return;

@@ -163,7 +163,7 @@ fn reasons_follow_what_the_group_did() {
     assert_eq!(
         reason_of(&|h| {
             let now = h.at(15);
-            h.det.member_left("orders-svc", ConnId(1), now);
+            h.det.member_left("orders-svc", &[ConnId(1)], now);
             h.fetch(20, 2, 0, 0, 9);
         }),
         Reason::Redelivery
@@ -175,7 +175,7 @@ fn reasons_follow_what_the_group_did() {
                 [Event::StallStarted { .. }]
             ));
             let now = h.at(119_000);
-            h.det.member_left("orders-svc", ConnId(1), now);
+            h.det.member_left("orders-svc", &[ConnId(1)], now);
             h.fetch(120_000, 2, 0, 0, 9);
         }),
         Reason::Stalled
@@ -368,7 +368,7 @@ fn stall_is_reported_once_per_episode_and_counts_double() {
     assert!(h.status().stalled);
     // Evicted, another member resumes: one re-delivery after a stall counts two.
     let now = h.at(299_000);
-    h.det.member_left("orders-svc", ConnId(1), now);
+    h.det.member_left("orders-svc", &[ConnId(1)], now);
     let d = h.fetch(300_000, 2, 0, 0, 99);
     assert_eq!(d.action, trim(0));
     assert_eq!(h.status().phase, Phase::Isolating);

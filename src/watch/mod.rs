@@ -10,6 +10,7 @@
 
 pub mod admin_api;
 mod divert;
+pub mod failover;
 mod fetch;
 pub mod guard;
 mod guarding;
@@ -27,12 +28,13 @@ use kafka_protocol::messages::{
 
 use crate::consumer_requests::{self, CommitRequest, FetchPosition, GroupRequest, TopicRef};
 use crate::detect::{ConnId, Detector, PartitionKey};
-use crate::groups::Groups;
+use crate::groups::{Groups, MemberFacts};
 use crate::metrics::Metrics;
 use crate::topics::Topics;
 use crate::wire::{decode_response, RequestHead};
 
 pub use divert::Diverter;
+pub use failover::FastFailover;
 pub use fetch::FetchWatch;
 pub use guarding::GuardView;
 pub use policy::{Policy, WatchConfig};
@@ -47,6 +49,17 @@ pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     /// Broker node this connection goes to (`None` for the bootstrap listener).
     pub node: Option<i32>,
+}
+
+/// Who ended a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The client closed it, or its process died (EOF or reset on the client side).
+    Client,
+    /// The broker closed it or failed; the proxy closed the client side after it.
+    Broker,
+    /// The proxy is shutting down.
+    Shutdown,
 }
 
 /// What the watcher noted about a request, handed back with its response.
@@ -76,7 +89,7 @@ pub enum WatchRequest {
 pub struct ConsumerWatch {
     pub(crate) policy: Policy,
     pub(crate) topics: Arc<Topics>,
-    pub(crate) groups: Mutex<Groups>,
+    pub(crate) groups: Arc<Mutex<Groups>>,
     pub(crate) detector: Arc<Mutex<Detector>>,
     pub(crate) store: Arc<Store>,
     pub(crate) diverter: Arc<Diverter>,
@@ -84,8 +97,13 @@ pub struct ConsumerWatch {
     pub(crate) pipelines: Arc<crate::transform::Pipelines>,
     /// Fetch-session positions per connection: (topic, partition) → offset.
     sessions: Mutex<std::collections::HashMap<u64, SessionPositions>>,
+    /// Who fetches on each connection: client id and address. A member that sends
+    /// LeaveGroup on its group connection had its records on these.
+    fetchers: Mutex<std::collections::HashMap<u64, (String, std::net::IpAddr)>>,
     /// The deploy guard of every watched group (see [`guard`]).
     guard: Mutex<guard::Guard>,
+    /// Leaves for members whose process is gone (`watch.fast_failover`), when enabled.
+    failover: Option<Arc<FastFailover>>,
 }
 
 /// A fetch session's positions: (topic, partition) → next offset.
@@ -105,15 +123,27 @@ impl ConsumerWatch {
         ConsumerWatch {
             policy,
             topics,
-            groups: Mutex::new(Groups::default()),
+            groups: Arc::new(Mutex::new(Groups::default())),
             detector,
             store,
             diverter,
             metrics,
             pipelines,
             sessions: Mutex::new(Default::default()),
+            fetchers: Mutex::new(Default::default()),
             guard: Mutex::new(Default::default()),
+            failover: None,
         }
+    }
+
+    /// Turns fast failover on: leaves go through `cluster`, the proxy's own connections.
+    pub fn with_fast_failover(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.failover = Some(Arc::new(FastFailover::new(
+            self.policy.config.fast_failover.clone(),
+            cluster,
+            self.metrics.clone(),
+        )));
+        self
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, Groups> {
@@ -162,6 +192,13 @@ impl ConsumerWatch {
                     for group in &request.groups {
                         groups.seen(group, request.member_id.as_deref(), &client_id, conn.id);
                     }
+                    if let (Some(group), Some(member)) =
+                        (request.groups.first(), request.member_id.as_deref())
+                    {
+                        if !member.is_empty() && api != ApiKey::LeaveGroup {
+                            groups.describe(group, member, facts(conn, api, &request));
+                        }
+                    }
                     WatchRequest::Group {
                         client_id: client_id.clone(),
                         api,
@@ -181,6 +218,37 @@ impl ConsumerWatch {
         }
     }
 
+    /// Called before a request is forwarded; returns when it may go. With fast failover, a
+    /// JoinGroup without a member id that is the restart of a gone member waits until the
+    /// proxy has left the group for that member (bounded).
+    pub async fn before_forward(&self, conn: &ConnInfo, head: &RequestHead, frame: &[u8]) {
+        let Some(failover) = &self.failover else {
+            return;
+        };
+        if head.api() != Some(ApiKey::JoinGroup) {
+            return;
+        }
+        let Some(body) = head.body_offset.and_then(|o| frame.get(o..)) else {
+            return;
+        };
+        let Ok(Some(join)) =
+            consumer_requests::group_request(ApiKey::JoinGroup, body, head.api_version)
+        else {
+            return;
+        };
+        let new_member = join.member_id.as_deref().is_none_or(str::is_empty);
+        let Some(group) = join.groups.first() else {
+            return;
+        };
+        if !new_member || join.instance_id.is_some() || !self.policy.watches_group(group) {
+            return;
+        }
+        let client_id = head.client_id.as_deref().unwrap_or_default();
+        failover
+            .before_join(&self.groups, group, client_id, conn.peer.ip())
+            .await;
+    }
+
     /// Follows a connection's fetch session (KIP-227: an incremental fetch names only the
     /// partitions whose position changed) and notes the watched positions.
     fn fetch_request(
@@ -193,6 +261,27 @@ impl ConsumerWatch {
             TopicRef::Name(n) => Some(n.clone()),
             TopicRef::Id(id) => self.topics.name_of(id),
         };
+        if self.failover.is_some() {
+            let named = |list: &mut dyn Iterator<Item = (&TopicRef, i32)>| {
+                list.filter_map(|(t, p)| Some((name(t)?, p)))
+                    .collect::<Vec<_>>()
+            };
+            let positions = named(&mut f.positions.iter().map(|p| (&p.topic, p.partition)));
+            let forgotten = named(&mut f.forgotten.iter().map(|(t, p)| (t, *p)));
+            self.groups().fetching(
+                conn.id,
+                &client_id,
+                conn.peer.ip(),
+                f.session_epoch <= 0,
+                positions,
+                forgotten,
+            );
+        }
+        self.fetchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(conn.id)
+            .or_insert_with(|| (client_id.clone(), conn.peer.ip()));
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let session = sessions.entry(conn.id).or_default();
         if f.session_epoch <= 0 {
@@ -304,8 +393,9 @@ impl ConsumerWatch {
                 self.detector().rebalance(group, now);
                 if let Ok((_, r)) = decode_response::<JoinGroupResponse>(frame, api, version) {
                     if r.error_code == 0 {
-                        self.groups()
-                            .seen(group, Some(r.member_id.as_str()), client_id, conn.id);
+                        let mut groups = self.groups();
+                        groups.seen(group, Some(r.member_id.as_str()), client_id, conn.id);
+                        groups.describe(group, r.member_id.as_str(), facts(conn, api, request));
                     }
                 }
             }
@@ -332,6 +422,21 @@ impl ConsumerWatch {
                 else {
                     return;
                 };
+                if request.member_epoch.is_some_and(|e| e < 0) {
+                    // The leave heartbeat (-1, or -2 for a static member stepping out).
+                    if r.error_code == 0 {
+                        if let Some(m) = &request.member_id {
+                            self.groups().left(group, m);
+                            self.member_left(conn, client_id, group);
+                        }
+                    }
+                    return;
+                }
+                if let Some(member) = r.member_id.as_ref().filter(|_| r.error_code == 0) {
+                    let mut groups = self.groups();
+                    groups.seen(group, Some(member.as_str()), client_id, conn.id);
+                    groups.describe(group, member.as_str(), facts(conn, api, request));
+                }
                 if let (Some(a), Some(member)) = (&r.assignment, &r.member_id) {
                     let parts = a
                         .topic_partitions
@@ -352,8 +457,7 @@ impl ConsumerWatch {
                     if r.error_code == 0 {
                         if let Some(m) = &request.member_id {
                             self.groups().left(group, m);
-                            self.detector()
-                                .member_left(group, ConnId(conn.id), Instant::now());
+                            self.member_left(conn, client_id, group);
                         }
                     }
                 }
@@ -402,15 +506,36 @@ impl ConsumerWatch {
         }
     }
 
+    /// A member left the group on `conn`: the detector judges the records it held on
+    /// that connection and on those its client fetched on from the same address.
+    fn member_left(&self, conn: &ConnInfo, client_id: &str, group: &str) {
+        let ip = conn.peer.ip();
+        let mut conns: Vec<ConnId> = self
+            .fetchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (c, a))| c == client_id && *a == ip)
+            .map(|(id, _)| ConnId(*id))
+            .collect();
+        conns.push(ConnId(conn.id));
+        self.detector().member_left(group, &conns, Instant::now());
+    }
+
     /// Learns topic names and ids from Metadata.
     pub fn on_metadata(&self, resp: &MetadataResponse) {
         self.topics.learn(resp);
     }
 
     /// A client connection closed: its group memberships that did not leave are lost
-    /// members (a crash, most likely).
-    pub fn on_close(&self, conn: &ConnInfo, _clean: bool) {
+    /// members (a crash, most likely). With fast failover, a member lost to a connection
+    /// its client ended gets its grace timer.
+    pub fn on_close(&self, conn: &ConnInfo, _clean: bool, by: ClosedBy) {
         self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conn.id);
+        self.fetchers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conn.id);
@@ -421,6 +546,11 @@ impl ConsumerWatch {
         for m in lost {
             tracing::info!(group = %m.group, member = %m.member_id, partitions = m.partitions.len(), "consumer connection closed without LeaveGroup");
             detector.member_lost(&m.group, ConnId(conn.id), now);
+            if let Some(failover) = &self.failover {
+                if by == ClosedBy::Client && self.policy.watches_group(&m.group) {
+                    failover.member_lost(self.groups.clone(), m);
+                }
+            }
         }
     }
 
@@ -490,5 +620,14 @@ impl ConsumerWatch {
         self.metrics
             .partitions_isolated
             .set(detector.isolated_partitions() as i64);
+    }
+}
+
+/// What a JoinGroup or ConsumerGroupHeartbeat request says about its member.
+fn facts<'a>(conn: &ConnInfo, api: ApiKey, request: &'a GroupRequest) -> MemberFacts<'a> {
+    MemberFacts {
+        instance_id: request.instance_id.as_deref(),
+        kip848: api == ApiKey::ConsumerGroupHeartbeat,
+        ip: conn.peer.ip(),
     }
 }

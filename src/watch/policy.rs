@@ -114,6 +114,52 @@ pub struct WatchConfig {
     pub instance: Option<String>,
     /// Log payloads of diverted records (off: payloads stay out of logs).
     pub log_payloads: bool,
+    /// Leaving the group on behalf of a consumer whose process is gone.
+    pub fast_failover: FastFailoverConfig,
+}
+
+/// The `watch.fast_failover` section: when every connection of a consumer member closed
+/// without a leave and the member did not come back within `grace`, the proxy sends the
+/// leave for it, so its partitions move now instead of after `session.timeout.ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FastFailoverConfig {
+    /// On or off.
+    pub enabled: bool,
+    /// How long a member whose connections all closed may take to come back before the
+    /// proxy leaves for it. Between 100 ms and 5 minutes.
+    #[serde(deserialize_with = "grace_text")]
+    pub grace: std::time::Duration,
+    /// Also leave for static members (`group.instance.id`); off by default, as static
+    /// membership exists to survive a restart without a rebalance.
+    pub static_members: bool,
+}
+
+impl Default for FastFailoverConfig {
+    fn default() -> Self {
+        FastFailoverConfig {
+            enabled: false,
+            grace: std::time::Duration::from_secs(1),
+            static_members: false,
+        }
+    }
+}
+
+/// Shortest and longest accepted `watch.fast_failover.grace`.
+const GRACE_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(300);
+
+fn grace_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Ms(u64),
+        Text(String),
+    }
+    match Text::deserialize(d)? {
+        Text::Ms(ms) => Ok(std::time::Duration::from_millis(ms)),
+        Text::Text(t) => crate::detect::parse_duration(&t).map_err(serde::de::Error::custom),
+    }
 }
 
 impl Default for WatchConfig {
@@ -129,6 +175,7 @@ impl Default for WatchConfig {
             state_topic: "__quarantine_state".into(),
             instance: None,
             log_payloads: false,
+            fast_failover: FastFailoverConfig::default(),
         }
     }
 }
@@ -235,6 +282,12 @@ impl Policy {
             return Err(ConfigError::invalid(
                 "watch.state_topic",
                 "must not be empty",
+            ));
+        }
+        if !GRACE_RANGE.contains(&config.fast_failover.grace) {
+            return Err(ConfigError::invalid(
+                "watch.fast_failover.grace",
+                "must be between 100ms and 5m",
             ));
         }
         // DLQ topic names are recognised by the template's text around {topic}, so a DLQ is
