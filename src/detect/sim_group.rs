@@ -218,8 +218,13 @@ impl Fleet<'_> {
         PartitionKey::new(GROUP, TOPIC, p)
     }
 
+    /// Every partition committed to its end, or to a point past which every record is
+    /// diverted (an application that commits per record has nothing left to commit).
     fn done(&self) -> bool {
-        self.dlq.is_empty() && self.committed.values().all(|c| *c >= self.s.per_partition)
+        self.dlq.is_empty()
+            && self.committed.iter().all(|(p, c)| {
+                (*c..self.s.per_partition).all(|o| self.hidden.contains(&(*p, o)))
+            })
     }
 
     fn run(&mut self) {
