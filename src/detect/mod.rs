@@ -369,7 +369,14 @@ impl Detector {
         conn: ConnId,
         now: Instant,
     ) -> DeliveryDecision {
-        self.settle(now, Some(&key.group));
+        // A member gone from this group is judged now if this delivery may re-deliver
+        // what it held (another connection asks for a partition with records out);
+        // otherwise after [`SETTLE`], once all of its process's connections closed.
+        let redelivers = self
+            .keys
+            .get(key)
+            .is_some_and(|s| s.outstanding_since_failure() && !s.knows_conn(conn));
+        self.settle(now, redelivers.then_some(key.group.as_str()));
         let limits = self.limits;
         if !self.ensure_key(key, *cfg, now) {
             return DeliveryDecision::pass();

@@ -229,6 +229,11 @@ impl PartitionState {
         }
     }
 
+    /// Whether records of this partition were delivered on `conn`.
+    pub(crate) fn knows_conn(&self, conn: ConnId) -> bool {
+        self.conns.iter().any(|c| c.conn == conn)
+    }
+
     /// The commit is stalled and the client kept fetching meanwhile: a hang.
     pub(crate) fn hangs(&self) -> bool {
         self.stalled && self.fetched_while_stalled

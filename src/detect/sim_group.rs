@@ -222,9 +222,10 @@ impl Fleet<'_> {
     /// diverted (an application that commits per record has nothing left to commit).
     fn done(&self) -> bool {
         self.dlq.is_empty()
-            && self.committed.iter().all(|(p, c)| {
-                (*c..self.s.per_partition).all(|o| self.hidden.contains(&(*p, o)))
-            })
+            && self
+                .committed
+                .iter()
+                .all(|(p, c)| (*c..self.s.per_partition).all(|o| self.hidden.contains(&(*p, o))))
     }
 
     fn run(&mut self) {
