@@ -720,7 +720,7 @@ mod tests {
     fn fast_failover_section_defaults_parses_and_names_bad_keys() {
         let c = load("{}", &[]).unwrap();
         let f = &c.watch.fast_failover;
-        assert!(f.enabled && !f.static_members);
+        assert!(!f.enabled && !f.static_members);
         assert_eq!(f.grace, std::time::Duration::from_secs(1));
         let c = load(
             "watch: {fast_failover: {enabled: true, grace: 1500ms, static_members: true}}",

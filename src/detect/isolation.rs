@@ -40,6 +40,10 @@ const QUIET_CAP: u32 = 32;
 /// crashed on, and stepping to it one record at a time costs round trips, not failures.
 const STEP_RECORDS: u32 = 16;
 
+/// A window committed later than this after it went out: the consumer commits on an
+/// interval, and windows grow at once.
+const SLOW_COMMIT: Duration = Duration::from_secs(1);
+
 /// A failure seen while isolated.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Failure {
@@ -452,6 +456,12 @@ impl Isolation {
             }
             self.commit_successes = true;
             self.steps = self.steps.saturating_add(1);
+            // A consumer that takes long to commit a window (an auto-commit interval)
+            // would make every single-record step cost that long: double at once.
+            let took = now.saturating_duration_since(self.work_given_at());
+            if took > SLOW_COMMIT {
+                self.steps = self.steps.max(STEP_RECORDS);
+            }
             if self.steps >= STEP_RECORDS {
                 self.gallop = self.gallop.saturating_mul(2);
             }

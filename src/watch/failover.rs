@@ -111,6 +111,17 @@ pub struct FastFailover {
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
     departures: Mutex<Departures>,
+    /// Leaves under way for gone members: (group, client id, address) and a flag set
+    /// when the leave is answered. A successor's JoinGroup waits for them.
+    leaving: Mutex<Vec<Leaving>>,
+}
+
+/// A leave under way, found by a successor's JoinGroup.
+struct Leaving {
+    group: String,
+    client_id: String,
+    ip: Option<IpAddr>,
+    done: tokio::sync::watch::Receiver<bool>,
 }
 
 impl FastFailover {
@@ -121,7 +132,28 @@ impl FastFailover {
             cluster,
             metrics,
             departures: Mutex::new(Departures::default()),
+            leaving: Mutex::new(Vec::new()),
         }
+    }
+
+    fn leaving(&self) -> std::sync::MutexGuard<'_, Vec<Leaving>> {
+        self.leaving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leaves for `lost`, visible meanwhile to a successor's JoinGroup, which waits for it:
+    /// a JoinGroup that reaches the coordinator while the leave is under way may never
+    /// complete its rebalance (seen with the test broker).
+    async fn leave_visibly(&self, lost: &LostMember, after: &'static str) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.leaving().push(Leaving {
+            group: lost.group.clone(),
+            client_id: lost.client_id.clone(),
+            ip: lost.ip,
+            done: rx,
+        });
+        self.leave(lost, after).await;
+        let _ = tx.send(true);
+        self.leaving().retain(|l| !*l.done.borrow());
     }
 
     fn departures(&self) -> std::sync::MutexGuard<'_, Departures> {
@@ -163,7 +195,7 @@ impl FastFailover {
                     tracing::debug!(group = %lost.group, member = %lost.member_id, reason, "member's group connections closed but it is not gone");
                     this.skipped(&lost.group, reason);
                 }
-                Verdict::Leave => this.leave(&lost, "grace_over").await,
+                Verdict::Leave => this.leave_visibly(&lost, "grace_over").await,
             }
         });
     }
@@ -178,6 +210,26 @@ impl FastFailover {
         client_id: &str,
         ip: IpAddr,
     ) {
+        // Leaves already under way for a predecessor: wait for their answer first.
+        let under_way: Vec<tokio::sync::watch::Receiver<bool>> = self
+            .leaving()
+            .iter()
+            .filter(|l| {
+                l.group == group && l.client_id == client_id && l.ip.is_none_or(|a| a == ip)
+            })
+            .map(|l| l.done.clone())
+            .collect();
+        for mut done in under_way {
+            if tokio::time::timeout(HOLD_JOIN, done.wait_for(|d| *d))
+                .await
+                .is_err()
+            {
+                tracing::debug!(
+                    group,
+                    "leave for a predecessor still running; the JoinGroup goes on"
+                );
+            }
+        }
         let candidates = self.departures().predecessors(group, client_id, ip);
         for (ticket, lost) in candidates {
             let seen = groups
@@ -192,7 +244,8 @@ impl FastFailover {
             };
             tracing::debug!(group, member = %lost.member_id, "a new member of the same client joins: leaving for its gone predecessor first");
             let this = self.clone();
-            let leave = tokio::spawn(async move { this.leave(&lost, "successor_joined").await });
+            let leave =
+                tokio::spawn(async move { this.leave_visibly(&lost, "successor_joined").await });
             if tokio::time::timeout(HOLD_JOIN, leave).await.is_err() {
                 tracing::debug!(group, "leave still running; the JoinGroup goes on");
             }

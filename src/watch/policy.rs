@@ -124,7 +124,7 @@ pub struct WatchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FastFailoverConfig {
-    /// On (the default) or off.
+    /// On or off (the default).
     pub enabled: bool,
     /// How long a member whose connections all closed may take to come back before the
     /// proxy leaves for it. Between 100 ms and 5 minutes.
@@ -138,7 +138,7 @@ pub struct FastFailoverConfig {
 impl Default for FastFailoverConfig {
     fn default() -> Self {
         FastFailoverConfig {
-            enabled: true,
+            enabled: false,
             grace: std::time::Duration::from_secs(1),
             static_members: false,
         }
