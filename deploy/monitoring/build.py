@@ -217,6 +217,17 @@ def dashboard():
                      description="1 while a group's deploy guard is tripped: its failures are not "
                                  "isolated poison records, so quarantine delivers everything as the "
                                  "broker has it. Refused: poison diversions the guard declined."), 24, 8)
+    L.add(timeseries("Poison searches: partitions held back and isolated",
+                     targets((f"sum by (group, reason) (rate(quarantine_fetch_holds_total"
+                              f"{{{SEL}, group=~\"$group\"}}[$__rate_interval]))",
+                              "held {{group}} ({{reason}})"),
+                             (f"sum by (pod) (quarantine_partitions_isolated{{{SEL}}})",
+                              "isolated {{pod}}")),
+                     description="Partition responses per second whose records detection held "
+                                 "back: `search` for a partition's own isolation window, `probe` "
+                                 "while another partition's single suspect record is delivered "
+                                 "alone (bounded by probe_timeout). `quarantine searches` shows "
+                                 "each search."), 24, 8)
     L.add(timeseries("DLQ write latency (until acks=all)",
                      targets((quantile(0.5, "quarantine_dlq_write_duration_seconds", "pod"), "p50 {{pod}}"),
                              (quantile(0.99, "quarantine_dlq_write_duration_seconds", "pod"), "p99 {{pod}}")),
