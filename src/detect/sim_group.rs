@@ -597,6 +597,7 @@ impl Fleet<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sim_tests::median_max;
     use super::*;
 
     fn seeds() -> u64 {
@@ -648,14 +649,6 @@ mod tests {
             seed,
             ..Default::default()
         }
-    }
-
-    fn median_max(mut v: Vec<u64>) -> (u64, u64) {
-        v.sort_unstable();
-        (
-            v.get(v.len() / 2).copied().unwrap_or(0),
-            v.last().copied().unwrap_or(0),
-        )
     }
 
     fn family(name: &str, make: impl Fn(u64) -> GroupScenario) -> Vec<GroupOutcome> {

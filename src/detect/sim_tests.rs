@@ -61,7 +61,7 @@ fn check(name: &str, s: &Scenario, o: &Outcome) {
     }
 }
 
-fn median_max(mut v: Vec<u64>) -> (u64, u64) {
+pub(crate) fn median_max(mut v: Vec<u64>) -> (u64, u64) {
     v.sort_unstable();
     (
         v.get(v.len() / 2).copied().unwrap_or(0),
