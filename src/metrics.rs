@@ -128,6 +128,9 @@ pub struct Metrics {
     pub guard_refused: Family<GroupLabel, Counter>,
     /// Batches rewritten on the fetch path (records hidden, trimmed or transformed).
     pub batches_rewritten: Counter,
+    /// Poison searches taken over from another sidecar's state (or this one's before a
+    /// restart), read from the state topic.
+    pub searches_adopted: Counter,
     /// Leaves sent on behalf of consumer members whose process was gone, and accepted.
     pub member_leaves_sent: Family<GroupLabel, Counter>,
     /// Leaves on behalf of gone members that failed (the member times out as usual).
@@ -171,6 +174,7 @@ impl Metrics {
             guard_trips: Family::default(),
             guard_refused: Family::default(),
             batches_rewritten: Counter::default(),
+            searches_adopted: Counter::default(),
             member_leaves_sent: Family::default(),
             member_leave_failures: Family::default(),
             member_leaves_skipped: Family::default(),
@@ -264,6 +268,11 @@ impl Metrics {
             "guard_diversions_refused",
             "Poison diversions the deploy guard refused",
             m.guard_refused.clone(),
+        );
+        registry.register(
+            "searches_adopted",
+            "Poison searches taken over from the state topic, written by another sidecar or by this one before a restart",
+            m.searches_adopted.clone(),
         );
         registry.register(
             "batches_rewritten",

@@ -565,6 +565,7 @@ impl ConsumerWatch {
             let mut detector = self.detector();
             for s in &incoming {
                 if detector.adopt(&s.key, &s.search, &s.instance, &me, now) {
+                    self.metrics.searches_adopted.inc();
                     tracing::debug!(group = %s.key.group, topic = %s.key.topic, partition = s.key.partition,
                         from = %s.instance, version = s.search.version, "continuing a search another sidecar shared");
                 }
