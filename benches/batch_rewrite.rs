@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use quarantine::record::{Header, Record};
-use quarantine::record_batch::{
+use quarantine::protocol::record::{Header, Record};
+use quarantine::protocol::record_batch::{
     encode_batch_framed, hide_offsets, scan, trim_after, BatchHeader, Compression, SnappyFraming,
 };
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quarantine::record::{Header, Record};
+use quarantine::protocol::record::{Header, Record};
 use quarantine::transform::{Outcome, Pipeline, Pipelines, RecordContext, TransformConfig};
 
 const RECORDS: usize = 2_000;

@@ -13,9 +13,9 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
 use crate::detect::{Detector, DetectorLimits};
-use crate::metrics::Metrics;
-use crate::proxy::Proxy;
-use crate::topics::Topics;
+use crate::ops::metrics::Metrics;
+use crate::route::proxy::Proxy;
+use crate::watch::topics::Topics;
 use crate::watch::{ConsumerWatch, Diverter, Policy, Store};
 
 /// Why the proxy could not start.
@@ -34,10 +34,13 @@ pub enum StartError {
     },
 }
 
+/// The proxy with the consumer watcher plugged in: what `quarantine run` serves.
+pub type Sidecar = Proxy<ConsumerWatch>;
+
 /// A started proxy.
 pub struct App {
     /// Shared proxy state.
-    pub proxy: Arc<Proxy>,
+    pub proxy: Arc<Sidecar>,
     /// The bootstrap listener's bound address.
     pub listen: SocketAddr,
     /// The admin server's bound address, if enabled.
@@ -76,24 +79,31 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         )
     };
     let watch = build_watch(&config, metrics.clone())?;
-    let (proxy, open) = Proxy::new(config, metrics, Some(watch.clone()))?;
+    let (proxy, open) = Proxy::new(config, metrics, watch.clone())?;
     let listen = bootstrap.local_addr().map_err(|source| StartError::Bind {
         addr: proxy.config.proxy.listen.clone(),
         source,
     })?;
     tracing::info!(listen = %listen, upstream = ?proxy.config.upstream.bootstrap_servers, "quarantine listening");
-    let mut tasks = vec![tokio::spawn(proxy.clone().run(bootstrap, open))];
+    let mut tasks = vec![tokio::spawn(crate::route::serve::run(
+        proxy.clone(),
+        bootstrap,
+        open,
+    ))];
     let mut admin = None;
     if let Some(l) = admin_listener {
         admin = l.local_addr().ok();
         tracing::info!(admin = ?admin, "admin server listening");
-        let router = crate::admin::router(proxy.clone()).merge(crate::watch::admin_api::routes(
-            watch.clone(),
-            proxy.config.admin.token.clone(),
-        ));
-        tasks.push(tokio::spawn(crate::admin::serve(l, router, proxy.clone())));
+        let router = crate::ops::admin::router(proxy.clone()).merge(
+            crate::watch::admin_api::routes(watch.clone(), proxy.config.admin.token.clone()),
+        );
+        tasks.push(tokio::spawn(crate::ops::admin::serve(
+            l,
+            router,
+            proxy.clone(),
+        )));
     }
-    tasks.push(tokio::spawn(crate::readiness::probe(proxy.clone())));
+    tasks.push(tokio::spawn(crate::ops::readiness::probe(proxy.clone())));
     spawn_watch_tasks(&watch, &proxy);
     Ok(App {
         proxy,
@@ -139,7 +149,7 @@ fn build_watch(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<ConsumerWat
     }))
 }
 
-fn spawn_watch_tasks(watch: &Arc<ConsumerWatch>, proxy: &Arc<Proxy>) {
+fn spawn_watch_tasks(watch: &Arc<ConsumerWatch>, proxy: &Arc<Sidecar>) {
     let store = watch.store.clone();
     let metrics = proxy.metrics.clone();
     let shutdown = proxy.shutdown.clone();

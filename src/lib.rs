@@ -1,37 +1,30 @@
 //! quarantine: a Kafka sidecar proxy that finds poison records on the wire, writes them
 //! to a dead-letter topic and hides them from the consumer group that cannot process them.
 //!
-//! The byte edge is `frame` (size-prefixed frames) and `wire` (headers, bounded parsing of
-//! client requests, typed broker responses). `connection` and `exchange` move frames;
-//! `nodes` and `api_versions` keep clients on the proxy; `watch` follows consumers.
+//! The folders follow the data path:
+//! - [`edge`]: sockets, TLS, size-prefixed frames, the accept loop;
+//! - [`route`]: one client connection, its request/response exchanges, broker addresses
+//!   and API versions, and the [`route::Hooks`] the watcher plugs into;
+//! - [`protocol`]: bytes to typed values (request headers, the consumer requests the
+//!   proxy reads, record batches and records);
+//! - [`watch`]: follows consumer groups and turns wire events into calls of [`detect`]
+//!   (pure poison detection) and [`transform`] (single message transforms and checks),
+//!   and their decisions into [`dead_letter`] writes and hidden records;
+//! - [`cluster`]: the proxy's own Kafka client (DLQ writes, state topic, SASL);
+//! - [`ops`]: admin HTTP, readiness, metrics; [`cli`]: the operator commands;
+//!   [`config`]: the file, environment and flags; [`app`]: wires it all together.
 
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod api_versions;
 pub mod app;
+pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod connection;
-pub mod consumer_requests;
 pub mod dead_letter;
 pub mod detect;
-pub mod dlq_tools;
-pub mod exchange;
-pub mod frame;
-pub mod groups;
-pub mod guard_cli;
-pub mod kafka_client;
-pub mod metrics;
-pub mod nodes;
-pub mod proxy;
-pub mod readiness;
-pub mod record;
-pub mod record_batch;
-pub mod sasl;
-pub mod stream;
-pub mod tls;
-pub mod topics;
+pub mod edge;
+pub mod ops;
+pub mod protocol;
+pub mod route;
 pub mod transform;
 pub mod watch;
-pub mod wire;

@@ -45,29 +45,19 @@ enum Command {
         file: PathBuf,
     },
     /// Inspect, replay and count dead-letter topics (talks to the cluster directly).
-    Dlq(quarantine::dlq_tools::DlqArgs),
+    Dlq(quarantine::cli::dlq::DlqArgs),
     /// Show the poison searches under way, as a sidecar's admin API reports them.
-    Searches {
-        /// The sidecar's admin address.
-        #[arg(long, default_value = "http://127.0.0.1:9644")]
-        admin: String,
-        /// The admin token, when one is configured.
-        #[arg(long, env = "QUARANTINE_ADMIN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Searches(quarantine::cli::searches::SearchesArgs),
     /// Show or re-arm the deploy guards of a running proxy (through its admin API).
-    Guard(quarantine::guard_cli::GuardArgs),
+    Guard(quarantine::cli::guard::GuardArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Dlq(args) => quarantine::dlq_tools::run_cli(args),
-        Command::Searches { admin, token, json } => searches(&admin, token.as_deref(), json),
-        Command::Guard(args) => quarantine::guard_cli::run_cli(args),
+        Command::Dlq(args) => quarantine::cli::dlq::run_cli(args),
+        Command::Searches(args) => quarantine::cli::searches::run_cli(args),
+        Command::Guard(args) => quarantine::cli::guard::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -176,38 +166,6 @@ impl Signals {
                 }
             }
             _ => std::future::pending::<()>().await,
-        }
-    }
-}
-
-/// `quarantine searches`: the searches under way, as a table or JSON.
-fn searches(admin: &str, token: Option<&str>, json: bool) -> ExitCode {
-    use quarantine::watch::searches;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(searches::fetch(admin, token)) {
-        Ok(rows) => {
-            let text = if json {
-                serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
-            } else {
-                searches::table(&rows)
-            };
-            use std::io::Write;
-            // A closed pipe (`| head`) ends the output quietly.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quarantine::cluster::{Cluster, ClusterError, Connector, OffsetSpec};
-use quarantine::record::{Header, Record};
+use quarantine::protocol::record::{Header, Record};
 use tansu::{python, Broker, CONSUME_PY, TOPIC_PY};
 
 /// A cluster client for the broker.

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use proxy_support::{client, free_node_port_base, start_proxy, PORTS};
 use quarantine::app::App;
-use quarantine::nodes::{brokers_named, NamesBrokers};
+use quarantine::route::nodes::{brokers_named, NamesBrokers};
 
 /// A fake cluster and a proxy in front of it.
 struct Setup {

@@ -29,7 +29,7 @@ use proxy_support::{client, error_count, free_node_port_base, metrics, start_pro
 use quarantine::app::App;
 use quarantine::cluster::{Cluster, Connector};
 use quarantine::config::{UpstreamConfig, UpstreamTls};
-use quarantine::record::{Header, Record};
+use quarantine::protocol::record::{Header, Record};
 use tls_tansu::TlsBroker;
 
 /// tansu's node id.

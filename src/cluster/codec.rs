@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
-use crate::record::Record;
-use crate::record_batch::{self, BatchHeader, Entry};
+use crate::protocol::record::Record;
+use crate::protocol::record_batch::{self, BatchHeader, Entry};
 
 /// Why records could not be turned into a batch or back.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ pub fn decode_records(data: &Bytes) -> Result<Decoded, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Header;
+    use crate::protocol::record::Header;
     use bytes::{Buf, BytesMut};
 
     fn rec(i: i64) -> Record {

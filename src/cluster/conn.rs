@@ -11,10 +11,10 @@ use kafka_protocol::messages::{ApiVersionsRequest, SaslAuthenticateRequest};
 use kafka_protocol::protocol::Request;
 use tokio::net::TcpStream;
 
+use crate::cluster::kafka_client::{ClientError, KafkaClient};
+use crate::cluster::sasl::Credentials;
 use crate::config::{ConfigError, UpstreamConfig, UpstreamTls};
-use crate::kafka_client::{ClientError, KafkaClient};
-use crate::sasl::Credentials;
-use crate::stream::{Stream, TlsStream};
+use crate::edge::stream::{Stream, TlsStream};
 
 /// Opens streams to brokers: TCP, then TLS when the upstream config asks for it; carries
 /// the SASL credentials that [`NodeConn::open`] authenticates with.
@@ -51,7 +51,7 @@ impl Connector {
     pub fn from_config(upstream: &UpstreamConfig) -> Result<Self, ConfigError> {
         let tls = if upstream.tls.enabled {
             Some((
-                crate::tls::upstream_config(&upstream.tls)?,
+                crate::edge::tls::upstream_config(&upstream.tls)?,
                 upstream.tls.clone(),
             ))
         } else {
@@ -78,7 +78,7 @@ impl Connector {
         match &self.tls {
             None => Ok(Stream::Plain(tcp)),
             Some((config, settings)) => {
-                let name = crate::tls::server_name(settings, host)?;
+                let name = crate::edge::tls::server_name(settings, host)?;
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name, tcp)
                     .await

@@ -4,7 +4,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 
 use super::CodecError;
-use crate::kafka_client::ClientError;
+use crate::cluster::kafka_client::ClientError;
 
 /// Why one of the proxy's own Kafka operations failed.
 #[derive(Debug, thiserror::Error)]

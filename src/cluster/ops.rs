@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{decode_records, encode_records, versions, Cluster, ClusterError, Key, TopicsInfo};
 use crate::dead_letter::validate_topic_name;
-use crate::record::Record;
+use crate::protocol::record::Record;
 
 /// Which end of a partition [`Cluster::list_offsets`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! styles this proxy writes and the ones other tools write (Kafka Streams too). Used to
 //! rebuild quarantine state at start and by the replay tool.
 
-use crate::record::Record;
+use crate::protocol::record::Record;
 
 use super::{keys, Origin, Reason};
 

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::config::DetectConfig;
-use super::partition::{OffsetCount, Sink};
+use super::deliveries::OffsetCount;
+use super::report::Sink;
 use super::{Action, Event, IsolationOutcome, IsolationStatus, Poison, Reason, Visible};
 
 /// Longest quiet timeout, in multiples of `isolation_idle_timeout`.

@@ -26,16 +26,11 @@
 //! No clock is read here: every call takes `now`. No socket is touched.
 
 mod config;
+mod deliveries;
 mod isolation;
 mod partition;
 mod report;
 
-#[cfg(test)]
-mod sim;
-#[cfg(test)]
-mod sim_group;
-#[cfg(test)]
-mod sim_tests;
 #[cfg(test)]
 mod tests;
 
@@ -52,7 +47,8 @@ pub use isolation::IsolationSnapshot;
 pub use partition::{FailedWindow, Search, SharedCount};
 pub use report::{Event, IsolationOutcome, Report};
 
-use partition::{FailureKind, PartitionState, Sink};
+use partition::{FailureKind, PartitionState};
+use report::Sink;
 
 /// The unit of detection: one partition of one topic, as consumed by one group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -169,13 +165,20 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// The operator-facing name: `crash-loop`, `seek-back`, `stalled`, `redelivery`.
+    /// The operator-facing name (the dead-letter format's spelling): `crash-loop`,
+    /// `seek-back`, `stalled`, `redelivery`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::CrashLoop => "crash-loop",
-            Reason::SeekBack => "seek-back",
-            Reason::Stalled => "stalled",
-            Reason::Redelivery => "redelivery",
+        crate::dead_letter::Reason::from(self).as_str()
+    }
+}
+
+impl From<Reason> for crate::dead_letter::Reason {
+    fn from(reason: Reason) -> Self {
+        match reason {
+            Reason::CrashLoop => crate::dead_letter::Reason::CrashLoop,
+            Reason::SeekBack => crate::dead_letter::Reason::SeekBack,
+            Reason::Stalled => crate::dead_letter::Reason::Stalled,
+            Reason::Redelivery => crate::dead_letter::Reason::Redelivery,
         }
     }
 }

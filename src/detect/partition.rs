@@ -9,46 +9,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::config::{DetectConfig, DetectorLimits};
+use super::deliveries::OffsetCount;
 use super::isolation::{Failure, Isolation};
+use super::report::Sink;
 use super::{
-    Action, ConnId, DeliveryDecision, Event, IsolationOutcome, PartitionKey, PartitionStatus,
-    Phase, Poison, Reason, Report, Visible,
+    Action, ConnId, DeliveryDecision, Event, IsolationOutcome, PartitionStatus, Phase, Poison,
+    Reason, Visible,
 };
-
-/// Where reports of one key go.
-pub(crate) struct Sink<'a> {
-    key: &'a PartitionKey,
-    reports: &'a mut Vec<Report>,
-}
-
-impl<'a> Sink<'a> {
-    pub(crate) fn new(key: &'a PartitionKey, reports: &'a mut Vec<Report>) -> Self {
-        Sink { key, reports }
-    }
-
-    pub(crate) fn emit(&mut self, event: Event) {
-        self.reports.push(Report {
-            key: self.key.clone(),
-            event,
-        });
-    }
-}
-
-/// Re-delivery count of one offset.
-#[derive(Debug, Clone)]
-pub(crate) struct OffsetCount {
-    /// Deliveries (the first one included; a re-delivery after a stall adds two).
-    pub count: u32,
-    /// First delivery as far as known.
-    pub first: Instant,
-    /// Latest delivery.
-    pub last: Instant,
-    /// Longest failing session: from the commit moving (or the previous re-delivery)
-    /// to this re-delivery. A hang shows here as its eviction time.
-    pub max_gap: Duration,
-    /// How the latest re-delivery looked.
-    pub reason: Reason,
-}
 
 /// One failure of the partition: the records `lo..=hi` were out (delivered, not
 /// committed) when the consumer failed, so each of them may have caused it.

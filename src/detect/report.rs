@@ -169,3 +169,22 @@ impl fmt::Display for Event {
         }
     }
 }
+
+/// Where reports of one key go.
+pub(crate) struct Sink<'a> {
+    key: &'a PartitionKey,
+    reports: &'a mut Vec<Report>,
+}
+
+impl<'a> Sink<'a> {
+    pub(crate) fn new(key: &'a PartitionKey, reports: &'a mut Vec<Report>) -> Self {
+        Sink { key, reports }
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.reports.push(Report {
+            key: self.key.clone(),
+            event,
+        });
+    }
+}

@@ -1,31 +1,13 @@
 //! The transforms quarantine knows, by Connect class name: which properties each accepts,
 //! whether it has `$Key`/`$Value` variants, and how to build it from its properties.
 
-use std::fmt;
-
-use serde_json::{Map, Value};
-
 use super::props::{PropError, Props};
-use super::working::{json_type, DataError, Side, Working};
-use super::{cast, fields, filter, flatten, headers, insert, mask, replace, timestamp};
+use super::smt::{cast, fields, filter, flatten, headers, insert, mask, replace, timestamp};
+use super::step::Transform;
+use super::working::Side;
 
 /// Package of Connect's built-in transforms.
 pub(crate) const TRANSFORMS_PACKAGE: &str = "org.apache.kafka.connect.transforms.";
-
-/// What a transform decided about the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Go on with the next transform.
-    Continue,
-    /// Drop the record (Filter).
-    Drop,
-}
-
-/// A single message transform over a record under work.
-pub(crate) trait Transform: Send + Sync + fmt::Debug {
-    /// Apply to the record; a `DataError` is a TRANSFORMATION-stage failure.
-    fn apply(&self, w: &mut Working<'_>) -> Result<Step, DataError>;
-}
 
 type Build = fn(&Props, Side) -> Result<Box<dyn Transform>, PropError>;
 
@@ -212,23 +194,4 @@ pub(crate) fn build(type_name: &str, props: &Props) -> Result<Built, PropError> 
         class_name,
         transform,
     })
-}
-
-/// The value as an object, or Connect's error for a transform that needs one.
-pub(crate) fn require_object<'v>(
-    value: &'v mut Value,
-    purpose: &str,
-) -> Result<&'v mut Map<String, Value>, DataError> {
-    match value {
-        Value::Object(map) => Ok(map),
-        other => Err(object_error(other, purpose)),
-    }
-}
-
-/// Connect's error for a transform that needs an object and got something else.
-pub(crate) fn object_error(value: &Value, purpose: &str) -> DataError {
-    DataError::new(format!(
-        "Only objects are supported in the absence of a schema for [{purpose}], found: {}",
-        json_type(value)
-    ))
 }

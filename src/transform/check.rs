@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::config::{CheckConfig, CheckTarget, ConfigError, RegistryConfig};
+use super::config::{CheckConfig, CheckTarget, RegistryConfig};
+use super::errors::ConfigError;
 use super::json_schema;
 use super::outcome::{Stage, DATA_EXCEPTION};
 use super::registry::RegistryClient;
@@ -164,7 +165,7 @@ impl Check {
     /// The registry and the schema id this check will need for `bytes`, if any.
     pub(crate) fn registry_id(
         &self,
-        record: &crate::record::Record,
+        record: &crate::protocol::record::Record,
     ) -> Option<(&Arc<RegistryClient>, u32)> {
         let Kind::Registry(check) = &self.kind else {
             return None;

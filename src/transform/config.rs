@@ -29,25 +29,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::dlq_mask::MaskConfig;
-
-/// A configuration mistake, naming the exact key so the binary can print it and exit 64.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// Path of the offending key, e.g. `pipelines[0].config."transforms.mask.fields"`.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
+use super::errors::ConfigError;
 
 /// All transform pipelines. Embed it in the proxy's configuration; key paths in errors
 /// start with `pipelines`.
@@ -62,12 +44,6 @@ impl TransformConfig {
     /// Parse the YAML text of a `TransformConfig` (a mapping with a `pipelines` list).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         serde_yaml::from_str(text).map_err(|e| ConfigError::new("pipelines", e.to_string()))
-    }
-
-    /// Check everything that can be checked without reading files: type names,
-    /// properties, regular expressions, error-handling values, checks and masks.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        super::pipeline::Pipelines::compile_with(self, None).map(|_| ())
     }
 }
 

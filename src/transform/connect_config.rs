@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::catalogue::{self, Built};
-use super::config::{config_key, ConfigError, PropValue};
+use super::config::{config_key, PropValue};
+use super::errors::ConfigError;
 use super::predicate::{self, Predicate};
 use super::props::{PropError, Props};
 

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::ConfigError;
+use super::errors::ConfigError;
 use super::field_path::{FieldPath, FieldSyntax};
-use crate::record::Record;
+use crate::protocol::record::Record;
 
 /// What to do with a key or value that has fields to mask but is not JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

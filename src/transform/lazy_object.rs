@@ -10,9 +10,9 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use super::errors::DataError;
 use super::field_path::{get_in, get_in_mut, FieldPath};
 use super::lazy_scan::scan_object;
-use super::working::DataError;
 
 /// One top-level field.
 #[derive(Debug)]

@@ -25,31 +25,24 @@
 //! - Failure messages name fields and types, never payload values, unless
 //!   `errors.log.include.messages=true`.
 
-mod cast;
 mod catalogue;
 mod check;
 mod config;
 mod connect_config;
 mod date_format;
 mod dlq_mask;
+mod errors;
 mod field_path;
-mod fields;
-mod filter;
-mod flatten;
-mod headers;
-mod insert;
 mod json_schema;
 mod lazy_object;
 mod lazy_scan;
-mod mask;
 mod outcome;
 mod pipeline;
 mod predicate;
 mod props;
 mod registry;
-mod registry_http;
-mod replace;
-mod timestamp;
+mod smt;
+mod step;
 mod wire_format;
 mod working;
 
@@ -57,11 +50,12 @@ mod working;
 mod tests;
 
 pub use config::{
-    CheckConfig, CheckTarget, ConfigError, PipelineConfig, PropScalar, PropValue, RegistryConfig,
+    CheckConfig, CheckTarget, PipelineConfig, PropScalar, PropValue, RegistryConfig,
     TransformConfig,
 };
 pub use connect_config::{ErrorHandling, Tolerance};
 pub use dlq_mask::{mask_for_dlq, MaskConfig, MaskReport, Unparseable};
+pub use errors::ConfigError;
 pub use field_path::{FieldPath, FieldSyntax};
 pub use outcome::{Failure, Outcome, Stage, DATA_EXCEPTION, SERIALIZATION_EXCEPTION};
 pub use pipeline::{Pipeline, Pipelines, RecordContext};

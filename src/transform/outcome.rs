@@ -24,13 +24,19 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The stage name exactly as Connect writes it.
+    /// The stage name exactly as Connect writes it (the dead-letter format's spelling).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::KeyConverter => "KEY_CONVERTER",
-            Stage::ValueConverter => "VALUE_CONVERTER",
-            Stage::HeaderConverter => "HEADER_CONVERTER",
-            Stage::Transformation => "TRANSFORMATION",
+        crate::dead_letter::Stage::from(self).as_str()
+    }
+}
+
+impl From<Stage> for crate::dead_letter::Stage {
+    fn from(stage: Stage) -> Self {
+        match stage {
+            Stage::KeyConverter => crate::dead_letter::Stage::KeyConverter,
+            Stage::ValueConverter => crate::dead_letter::Stage::ValueConverter,
+            Stage::HeaderConverter => crate::dead_letter::Stage::HeaderConverter,
+            Stage::Transformation => crate::dead_letter::Stage::Transformation,
         }
     }
 }

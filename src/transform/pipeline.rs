@@ -7,16 +7,17 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::catalogue::Step;
 use super::check::{Check, RegistryPool};
-use super::config::{ConfigError, TransformConfig};
+use super::config::TransformConfig;
 use super::connect_config::{self, AliasTransform, ErrorHandling, Tolerance};
 use super::dlq_mask::{mask_for_dlq, MaskConfig, MaskReport};
+use super::errors::ConfigError;
 use super::outcome::{Failure, Outcome, Stage, DATA_EXCEPTION};
 use super::registry::RegistryClient;
+use super::step::Step;
 use super::wire_format::Verdict;
 use super::working::Working;
-use crate::record::Record;
+use crate::protocol::record::Record;
 
 /// Where a record comes from.
 #[derive(Debug, Clone, Copy)]
@@ -344,5 +345,13 @@ fn preview(bytes: Option<&[u8]>) -> String {
             }
             s
         }
+    }
+}
+
+impl TransformConfig {
+    /// Check everything that can be checked without reading files: type names,
+    /// properties, regular expressions, error-handling values, checks and masks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Pipelines::compile_with(self, None).map(|_| ())
     }
 }

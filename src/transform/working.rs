@@ -11,11 +11,11 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::catalogue::object_error;
+use super::errors::DataError;
 use super::lazy_object::LazyObject;
-use crate::record::{Header, Record};
+use crate::protocol::record::{Header, Record};
 
 /// Which part of the record a transform or check works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +33,6 @@ impl Side {
             Side::Key => "key",
             Side::Value => "value",
         }
-    }
-}
-
-/// A data error raised by a transform or check: becomes Connect's `DataException`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DataError(pub String);
-
-impl DataError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        DataError(message.into())
     }
 }
 
@@ -338,4 +328,23 @@ pub(crate) fn type_phrase(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// The value as an object, or Connect's error for a transform that needs one.
+pub(crate) fn require_object<'v>(
+    value: &'v mut Value,
+    purpose: &str,
+) -> Result<&'v mut Map<String, Value>, DataError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(object_error(other, purpose)),
+    }
+}
+
+/// Connect's error for a transform that needs an object and got something else.
+pub(crate) fn object_error(value: &Value, purpose: &str) -> DataError {
+    DataError::new(format!(
+        "Only objects are supported in the absence of a schema for [{purpose}], found: {}",
+        json_type(value)
+    ))
 }

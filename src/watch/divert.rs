@@ -11,10 +11,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cluster::Cluster;
 use crate::dead_letter::{self, Diagnosis, HeaderLimits, HeaderStyle, Origin, Reason, Stage};
 use crate::detect::{Detector, PartitionKey, Poison};
-use crate::metrics::{DivertLabel, Metrics};
-use crate::record::Record;
-use crate::topics::Topics;
+use crate::ops::metrics::{DivertLabel, Metrics};
+use crate::protocol::record::Record;
 use crate::transform::{mask_for_dlq, MaskConfig, Pipeline};
+use crate::watch::topics::Topics;
 
 use super::policy::Policy;
 use super::store::{now_ms, Quarantined, Store};
@@ -49,7 +49,7 @@ fn wall_ms(at: Instant) -> i64 {
 impl DivertRequest {
     /// A poison record found on the wire.
     pub fn poison(p: &Poison) -> Self {
-        let reason = Reason::parse(p.reason.as_str()).unwrap_or(Reason::Redelivery);
+        let reason = p.reason.into();
         DivertRequest {
             offset: p.offset,
             diagnosis: Diagnosis {
@@ -75,12 +75,7 @@ impl DivertRequest {
 
     /// A record that failed a configured check or transform.
     pub fn check(offset: i64, f: &crate::transform::Failure, pl: &Pipeline) -> Self {
-        let stage = match f.stage.as_str() {
-            "KEY_CONVERTER" => Stage::KeyConverter,
-            "VALUE_CONVERTER" => Stage::ValueConverter,
-            "HEADER_CONVERTER" => Stage::HeaderConverter,
-            _ => Stage::Transformation,
-        };
+        let stage = f.stage.into();
         let now = now_ms();
         DivertRequest {
             offset,

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cluster::{Cluster, ClusterError, LeaveOutcome, Leaver};
-use crate::groups::{Groups, LostMember, Whereabouts};
-use crate::metrics::{GroupLabel, Metrics, SkipLabel};
+use crate::ops::metrics::{GroupLabel, Metrics, SkipLabel};
+use crate::watch::groups::{Groups, LostMember, Whereabouts};
 use crate::watch::policy::FastFailoverConfig;
 
 /// The reason sent with the leave (LeaveGroup v5+).

@@ -17,11 +17,11 @@ use kafka_protocol::messages::FetchResponse;
 
 use super::divert::DivertRequest;
 use super::{ConnInfo, ConsumerWatch};
-use crate::consumer_requests::{FetchPosition, TopicRef};
 use crate::detect::{Action, ConnId, DeliveryDecision, PartitionKey, Report, Visible};
-use crate::metrics::{DivertLabel, HoldLabel, Metrics, TopicGroupLabel};
-use crate::record::Record;
-use crate::record_batch::{self, Verdict};
+use crate::ops::metrics::{DivertLabel, HoldLabel, Metrics, TopicGroupLabel};
+use crate::protocol::consumer_requests::{FetchPosition, TopicRef};
+use crate::protocol::record::Record;
+use crate::protocol::record_batch::{self, Verdict};
 use crate::transform::{Outcome, Pipeline, RecordContext};
 
 /// A Fetch request of watched partitions, waiting for its response.
@@ -64,16 +64,13 @@ struct PartitionWork<'a> {
 
 impl ConsumerWatch {
     /// Sees (and may change) a fetch response; returns whether it changed.
-    pub async fn on_fetch_response(
+    pub(super) async fn fetch_response(
         &self,
         conn: &ConnInfo,
-        req: &mut super::WatchRequest,
+        fetch: &mut FetchWatch,
         resp: &mut FetchResponse,
         version: i16,
     ) -> bool {
-        let super::WatchRequest::Fetch(fetch) = req else {
-            return false;
-        };
         // Hidden offsets must be known before any watched record goes out after a restart.
         self.store.wait_loaded().await;
         let mut changed = false;

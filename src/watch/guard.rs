@@ -491,5 +491,5 @@ impl Guard {
 }
 
 #[cfg(test)]
-#[path = "guard_tests.rs"]
+#[path = "tests/guard.rs"]
 mod tests;

@@ -11,7 +11,7 @@ use super::guard::{Diversion, GroupStatus, Guard, Rearm, Rearmed, Trip, Verdict}
 use super::store::now_ms;
 use super::ConsumerWatch;
 use crate::detect::{PartitionKey, Poison};
-use crate::metrics::GroupLabel;
+use crate::ops::metrics::GroupLabel;
 
 /// One group's guard as `GET /quarantine/guards` shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -2,9 +2,8 @@
 //! group cannot get past, has it written to the dead-letter topic, and hides it from that
 //! group once the write is acknowledged.
 //!
-//! The connection code calls in at three points: a request it may want to look at
-//! ([`ConsumerWatch::on_request`]), that request's response ([`ConsumerWatch::on_response`],
-//! [`ConsumerWatch::on_fetch_response`]), and a closed connection. Decisions are made by
+//! It is the routing layer's [`Hooks`]: routing calls in with a consumer request it has
+//! read, that request's response, Metadata, and a closed connection. Decisions are made by
 //! the pure [`crate::detect`] state machine; this module only translates wire events into
 //! its calls and its decisions into record rewrites and dead-letter writes.
 
@@ -12,26 +11,31 @@ pub mod admin_api;
 mod divert;
 pub mod failover;
 mod fetch;
+pub mod groups;
 pub mod guard;
 mod guarding;
 pub mod policy;
 pub mod searches;
 pub mod store;
+pub mod topics;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupHeartbeatResponse, JoinGroupResponse, LeaveGroupResponse,
+    ConsumerGroupHeartbeatResponse, FetchResponse, JoinGroupResponse, LeaveGroupResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse,
 };
 
-use crate::consumer_requests::{self, CommitRequest, FetchPosition, GroupRequest, TopicRef};
 use crate::detect::{ConnId, Detector, PartitionKey};
-use crate::groups::{Groups, MemberFacts};
-use crate::metrics::Metrics;
-use crate::topics::Topics;
-use crate::wire::{decode_response, RequestHead};
+use crate::ops::metrics::Metrics;
+use crate::protocol::consumer_requests::{
+    self, CommitRequest, ConsumerApi, ConsumerRequest, FetchPosition, GroupRequest, TopicRef,
+};
+use crate::protocol::wire::{decode_response, RequestHead};
+use crate::route::hooks::{ClosedBy, ConnInfo, Hooks};
+use groups::{Groups, MemberFacts};
+use topics::Topics;
 
 pub use divert::Diverter;
 pub use failover::FastFailover;
@@ -39,28 +43,6 @@ pub use fetch::FetchWatch;
 pub use guarding::GuardView;
 pub use policy::{Policy, WatchConfig};
 pub use store::Store;
-
-/// Who is on the other end of a client connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// Process-unique connection id.
-    pub id: u64,
-    /// The client's address.
-    pub peer: std::net::SocketAddr,
-    /// Broker node this connection goes to (`None` for the bootstrap listener).
-    pub node: Option<i32>,
-}
-
-/// Who ended a client connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClosedBy {
-    /// The client closed it, or its process died (EOF or reset on the client side).
-    Client,
-    /// The broker closed it or failed; the proxy closed the client side after it.
-    Broker,
-    /// The proxy is shutting down.
-    Shutdown,
-}
 
 /// What the watcher noted about a request, handed back with its response.
 #[derive(Debug)]
@@ -79,7 +61,7 @@ pub enum WatchRequest {
         /// Client id.
         client_id: String,
         /// Which API.
-        api: ApiKey,
+        api: ConsumerApi,
         /// Group and member ids.
         request: GroupRequest,
     },
@@ -163,77 +145,53 @@ impl ConsumerWatch {
         .then(|| PartitionKey::new(group, topic, partition))
     }
 
-    /// Looks at a request; `Some` when its response matters.
-    pub fn on_request(
+    /// Notes a consumer request; `Some` when its response matters.
+    fn request(
         &self,
         conn: &ConnInfo,
         head: &RequestHead,
-        frame: &[u8],
+        request: ConsumerRequest,
     ) -> Option<WatchRequest> {
-        let api = head.api()?;
-        let body = frame.get(head.body_offset?..)?;
         let client_id = head.client_id.clone().unwrap_or_default();
-        let result = match api {
-            ApiKey::Fetch => consumer_requests::fetch_positions(body, head.api_version)
-                .map(|f| self.fetch_request(conn, client_id.clone(), f)),
-            ApiKey::OffsetCommit => {
-                consumer_requests::offset_commit(body, head.api_version).map(|c| {
-                    self.groups()
-                        .seen(&c.group, Some(&c.member_id), &client_id, conn.id);
-                    Some(WatchRequest::Commit {
-                        client_id: client_id.clone(),
-                        commit: c,
-                    })
+        match request {
+            ConsumerRequest::Fetch(f) => self.fetch_request(conn, client_id, f),
+            ConsumerRequest::OffsetCommit(c) => {
+                self.groups()
+                    .seen(&c.group, Some(&c.member_id), &client_id, conn.id);
+                Some(WatchRequest::Commit {
+                    client_id,
+                    commit: c,
                 })
             }
-            _ => consumer_requests::group_request(api, body, head.api_version).map(|g| {
-                g.map(|request| {
-                    let mut groups = self.groups();
-                    for group in &request.groups {
-                        groups.seen(group, request.member_id.as_deref(), &client_id, conn.id);
+            ConsumerRequest::Group(api, request) => {
+                let mut groups = self.groups();
+                for group in &request.groups {
+                    groups.seen(group, request.member_id.as_deref(), &client_id, conn.id);
+                }
+                if let (Some(group), Some(member)) =
+                    (request.groups.first(), request.member_id.as_deref())
+                {
+                    if !member.is_empty() && api != ConsumerApi::LeaveGroup {
+                        groups.describe(group, member, facts(conn, api, &request));
                     }
-                    if let (Some(group), Some(member)) =
-                        (request.groups.first(), request.member_id.as_deref())
-                    {
-                        if !member.is_empty() && api != ApiKey::LeaveGroup {
-                            groups.describe(group, member, facts(conn, api, &request));
-                        }
-                    }
-                    WatchRequest::Group {
-                        client_id: client_id.clone(),
-                        api,
-                        request,
-                    }
+                }
+                Some(WatchRequest::Group {
+                    client_id,
+                    api,
+                    request,
                 })
-            }),
-        };
-        match result {
-            Ok(w) => w,
-            Err(e) => {
-                // The broker will judge the request; the watcher just does not follow it.
-                self.metrics.error("unparsed_request");
-                tracing::debug!(error = %e, api = ?api, "cannot read a consumer request; passing it on unwatched");
-                None
             }
         }
     }
 
-    /// Called before a request is forwarded; returns when it may go. With fast failover, a
-    /// JoinGroup without a member id that is the restart of a gone member waits until the
-    /// proxy has left the group for that member (bounded).
-    pub async fn before_forward(&self, conn: &ConnInfo, head: &RequestHead, frame: &[u8]) {
+    /// Before a request is forwarded. With fast failover, a JoinGroup without a member id
+    /// that is the restart of a gone member waits until the proxy has left the group for
+    /// that member (bounded).
+    async fn hold_join(&self, conn: &ConnInfo, head: &RequestHead, request: &ConsumerRequest) {
         let Some(failover) = &self.failover else {
             return;
         };
-        if head.api() != Some(ApiKey::JoinGroup) {
-            return;
-        }
-        let Some(body) = head.body_offset.and_then(|o| frame.get(o..)) else {
-            return;
-        };
-        let Ok(Some(join)) =
-            consumer_requests::group_request(ApiKey::JoinGroup, body, head.api_version)
-        else {
+        let ConsumerRequest::Group(ConsumerApi::JoinGroup, join) = request else {
             return;
         };
         let new_member = join.member_id.as_deref().is_none_or(str::is_empty);
@@ -333,14 +291,16 @@ impl ConsumerWatch {
     }
 
     /// Sees the response to a noted request (not Fetch).
-    pub fn on_response(&self, conn: &ConnInfo, req: &mut WatchRequest, frame: &[u8], version: i16) {
+    fn response(&self, conn: &ConnInfo, req: &mut WatchRequest, frame: &[u8], version: i16) {
         let now = Instant::now();
         match req {
             WatchRequest::Fetch(_) => {}
             WatchRequest::Commit { client_id, commit } => {
-                let Ok((_, resp)) =
-                    decode_response::<OffsetCommitResponse>(frame, ApiKey::OffsetCommit, version)
-                else {
+                let Ok((_, resp)) = decode_response::<OffsetCommitResponse>(
+                    frame,
+                    ConsumerApi::OffsetCommit.key(),
+                    version,
+                ) else {
                     return;
                 };
                 let failed: std::collections::HashSet<(String, i32)> = resp
@@ -379,7 +339,7 @@ impl ConsumerWatch {
         &self,
         conn: &ConnInfo,
         client_id: &str,
-        api: ApiKey,
+        api: ConsumerApi,
         request: &GroupRequest,
         frame: &[u8],
         version: i16,
@@ -388,10 +348,11 @@ impl ConsumerWatch {
         let Some(group) = request.groups.first() else {
             return;
         };
+        let key = api.key();
         match api {
-            ApiKey::JoinGroup => {
+            ConsumerApi::JoinGroup => {
                 self.detector().rebalance(group, now);
-                if let Ok((_, r)) = decode_response::<JoinGroupResponse>(frame, api, version) {
+                if let Ok((_, r)) = decode_response::<JoinGroupResponse>(frame, key, version) {
                     if r.error_code == 0 {
                         let mut groups = self.groups();
                         groups.seen(group, Some(r.member_id.as_str()), client_id, conn.id);
@@ -399,8 +360,8 @@ impl ConsumerWatch {
                     }
                 }
             }
-            ApiKey::SyncGroup => {
-                let Ok((_, r)) = decode_response::<SyncGroupResponse>(frame, api, version) else {
+            ConsumerApi::SyncGroup => {
+                let Ok((_, r)) = decode_response::<SyncGroupResponse>(frame, key, version) else {
                     return;
                 };
                 let Some(member) = &request.member_id else {
@@ -416,9 +377,9 @@ impl ConsumerWatch {
                     }
                 }
             }
-            ApiKey::ConsumerGroupHeartbeat => {
+            ConsumerApi::ConsumerGroupHeartbeat => {
                 let Ok((_, r)) =
-                    decode_response::<ConsumerGroupHeartbeatResponse>(frame, api, version)
+                    decode_response::<ConsumerGroupHeartbeatResponse>(frame, key, version)
                 else {
                     return;
                 };
@@ -452,8 +413,8 @@ impl ConsumerWatch {
                     self.groups().assigned(group, member.as_str(), parts);
                 }
             }
-            ApiKey::LeaveGroup => {
-                if let Ok((_, r)) = decode_response::<LeaveGroupResponse>(frame, api, version) {
+            ConsumerApi::LeaveGroup => {
+                if let Ok((_, r)) = decode_response::<LeaveGroupResponse>(frame, key, version) {
                     if r.error_code == 0 {
                         if let Some(m) = &request.member_id {
                             self.groups().left(group, m);
@@ -462,8 +423,8 @@ impl ConsumerWatch {
                     }
                 }
             }
-            ApiKey::OffsetFetch => {
-                let Ok((_, r)) = decode_response::<OffsetFetchResponse>(frame, api, version) else {
+            ConsumerApi::OffsetFetch => {
+                let Ok((_, r)) = decode_response::<OffsetFetchResponse>(frame, key, version) else {
                     return;
                 };
                 let mut detector = self.detector();
@@ -522,15 +483,10 @@ impl ConsumerWatch {
         self.detector().member_left(group, &conns, Instant::now());
     }
 
-    /// Learns topic names and ids from Metadata.
-    pub fn on_metadata(&self, resp: &MetadataResponse) {
-        self.topics.learn(resp);
-    }
-
     /// A client connection closed: its group memberships that did not leave are lost
     /// members (a crash, most likely). With fast failover, a member lost to a connection
     /// its client ended gets its grace timer.
-    pub fn on_close(&self, conn: &ConnInfo, _clean: bool, by: ClosedBy) {
+    fn closed(&self, conn: &ConnInfo, by: ClosedBy) {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -625,10 +581,64 @@ impl ConsumerWatch {
 }
 
 /// What a JoinGroup or ConsumerGroupHeartbeat request says about its member.
-fn facts<'a>(conn: &ConnInfo, api: ApiKey, request: &'a GroupRequest) -> MemberFacts<'a> {
+fn facts<'a>(conn: &ConnInfo, api: ConsumerApi, request: &'a GroupRequest) -> MemberFacts<'a> {
     MemberFacts {
         instance_id: request.instance_id.as_deref(),
-        kip848: api == ApiKey::ConsumerGroupHeartbeat,
+        kip848: api == ConsumerApi::ConsumerGroupHeartbeat,
         ip: conn.peer.ip(),
+    }
+}
+
+impl Hooks for ConsumerWatch {
+    type Exchange = WatchRequest;
+
+    async fn before_forward(&self, conn: &ConnInfo, head: &RequestHead, request: &ConsumerRequest) {
+        self.hold_join(conn, head, request).await
+    }
+
+    fn on_request(
+        &self,
+        conn: &ConnInfo,
+        head: &RequestHead,
+        request: ConsumerRequest,
+    ) -> Option<WatchRequest> {
+        self.request(conn, head, request)
+    }
+
+    fn on_metadata(&self, response: &MetadataResponse) {
+        self.topics.learn(response);
+    }
+
+    async fn on_fetch_response(
+        &self,
+        conn: &ConnInfo,
+        exchange: &mut WatchRequest,
+        response: &mut FetchResponse,
+        version: i16,
+    ) -> bool {
+        match exchange {
+            WatchRequest::Fetch(fetch) => self.fetch_response(conn, fetch, response, version).await,
+            _ => false,
+        }
+    }
+
+    fn on_response(
+        &self,
+        conn: &ConnInfo,
+        exchange: &mut WatchRequest,
+        frame: &[u8],
+        version: i16,
+    ) {
+        self.response(conn, exchange, frame, version)
+    }
+
+    fn on_close(&self, conn: &ConnInfo, _clean: bool, by: ClosedBy) {
+        self.closed(conn, by)
+    }
+
+    fn not_ready(&self) -> Option<&'static str> {
+        (!self.store.is_loaded()).then_some(
+            "waiting for the quarantine state topic (watched fetches are held until it is read)",
+        )
     }
 }

@@ -4,7 +4,7 @@
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 
 /// Include/exclude lists of anchored regular expressions.
 #[derive(Debug, Clone, Deserialize)]

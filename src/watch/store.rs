@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
 use crate::detect::{PartitionKey, Search};
-use crate::record::Record;
+use crate::protocol::record::Record;
 
 /// One quarantined record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

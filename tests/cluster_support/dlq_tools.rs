@@ -5,15 +5,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
+use quarantine::cli::dlq::{read_dlq, replay, stats, Outcome, ReplayOptions, Selection, ToolError};
 use quarantine::cluster::Cluster;
 use quarantine::dead_letter::{
     dead_letter_record, dlq_partition, keys, Diagnosis, HeaderLimits, HeaderStyle, Origin, Reason,
     Stage,
 };
-use quarantine::dlq_tools::{
-    read_dlq, replay, stats, Outcome, ReplayOptions, Selection, ToolError,
-};
-use quarantine::record::{Header, Record};
+use quarantine::protocol::record::{Header, Record};
 
 use super::cluster;
 use super::tansu::{python, Broker, CONSUME_PY};

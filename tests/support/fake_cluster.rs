@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
     MetadataRequest, MetadataResponse, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use quarantine::wire::encode_response;
+use quarantine::protocol::wire::encode_response;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use quarantine::app::App;
+use quarantine::cluster::kafka_client::KafkaClient;
 use quarantine::config::Config;
-use quarantine::kafka_client::KafkaClient;
-use quarantine::stream::Stream;
+use quarantine::edge::stream::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::support::{compile, record, GROUP, PARTITION, TOPIC};
-use crate::record::Record;
+use crate::protocol::record::Record;
 use crate::transform::{
     Outcome, Pipelines, RecordContext, Stage, DATA_EXCEPTION, SERIALIZATION_EXCEPTION,
 };

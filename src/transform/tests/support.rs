@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::record::{Header, Record};
+use crate::protocol::record::{Header, Record};
 use crate::transform::{Outcome, Pipelines, RecordContext, TransformConfig};
 
 /// Topic, partition and group every test record comes from.

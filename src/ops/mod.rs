@@ -1,0 +1,5 @@
+//! What operators see: the admin HTTP server, readiness, and metrics.
+
+pub mod admin;
+pub mod metrics;
+pub mod readiness;

@@ -1,0 +1,15 @@
+//! Routing: one client connection and its request/response exchanges. Every exchange is
+//! classified once from its request ([`exchange::Route`]); responses that name brokers are
+//! rewritten to the proxy's addresses ([`nodes`]), ApiVersions is capped
+//! ([`api_versions`]), and the consumer traffic goes to the [`Hooks`] (the watcher).
+
+pub mod api_versions;
+pub mod connection;
+pub mod exchange;
+pub mod hooks;
+pub mod nodes;
+pub mod proxy;
+pub mod serve;
+
+pub use hooks::{ClosedBy, ConnInfo, Hooks, NoHooks};
+pub use proxy::{Proxy, Target};
