@@ -29,6 +29,9 @@ else
     log "cargo clippy not installed; skipping lints"
 fi
 
+log "import circles (scripts/check-imports.py)"
+"$PY" "$REPO_ROOT/scripts/check-imports.py" || status=1
+
 log "cargo test"
 # The Rust tests against the real broker and real clients must run, never skip.
 export QUARANTINE_TESTS_REQUIRE_REAL=1 QUARANTINE_PYTHON="$PY"

@@ -1,7 +1,7 @@
 //! Operator commands besides `run`: the dead-letter tools, and the deploy guards and poison
 //! searches of a running proxy through its admin API.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod dlq;
 pub mod guard;
 pub mod searches;

@@ -2,6 +2,6 @@
 //! and the accept loop. Nothing here knows what a frame means.
 
 pub mod frame;
-pub mod listener;
+pub(crate) mod listener;
 pub mod stream;
 pub mod tls;

@@ -2,4 +2,4 @@
 
 pub mod admin;
 pub mod metrics;
-pub mod readiness;
+pub(crate) mod readiness;

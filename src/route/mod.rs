@@ -3,13 +3,13 @@
 //! rewritten to the proxy's addresses ([`nodes`]), ApiVersions is capped
 //! ([`api_versions`]), and the consumer traffic goes to the [`Hooks`] (the watcher).
 
-pub mod api_versions;
-pub mod connection;
-pub mod exchange;
+pub(crate) mod api_versions;
+pub(crate) mod connection;
+pub(crate) mod exchange;
 pub mod hooks;
 pub mod nodes;
 pub mod proxy;
-pub mod serve;
+pub(crate) mod serve;
 
 pub use hooks::{ClosedBy, ConnInfo, Hooks, NoHooks};
 pub use proxy::{Proxy, Target};

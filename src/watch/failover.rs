@@ -72,16 +72,6 @@ impl Departures {
             .map(|(_, (t, m))| (*t, m.clone()))
             .collect()
     }
-
-    /// Members waiting now.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Whether no member is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
 }
 
 /// What to do about a member once its grace has passed.
@@ -336,7 +326,7 @@ mod tests {
         assert_eq!(d.due("g", "m", second).unwrap().member_id, "m");
         assert!(d.due("g", "m", second).is_none(), "due once");
         assert!(d.due("g", "n", other).is_some());
-        assert!(d.is_empty());
+        assert!(d.pending.is_empty());
     }
 
     #[test]

@@ -7,17 +7,17 @@
 //! the pure [`crate::detect`] state machine; this module only translates wire events into
 //! its calls and its decisions into record rewrites and dead-letter writes.
 
-pub mod admin_api;
+pub(crate) mod admin_api;
 mod divert;
-pub mod failover;
+pub(crate) mod failover;
 mod fetch;
-pub mod groups;
-pub mod guard;
+pub(crate) mod groups;
+pub(crate) mod guard;
 mod guarding;
 pub mod policy;
 pub mod searches;
-pub mod store;
-pub mod topics;
+pub(crate) mod store;
+pub(crate) mod topics;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

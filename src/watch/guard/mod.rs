@@ -491,5 +491,4 @@ impl Guard {
 }
 
 #[cfg(test)]
-#[path = "tests/guard.rs"]
 mod tests;
