@@ -55,6 +55,10 @@ pub struct ProxyConfig {
     pub node_ports: BTreeMap<i32, u16>,
     /// Largest frame accepted from either side, in bytes.
     pub max_frame_bytes: usize,
+    /// Bytes the proxy may hold whole at once across all connections (request frames and
+    /// the responses it may change); frames wait for room. Default: a quarter of the
+    /// container's memory limit, between 16 MiB and 1 GiB, or 64 MiB without a limit.
+    pub buffer_budget_bytes: Option<u64>,
     /// How long in-flight requests may take to finish on shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
     /// Optional TLS on the client-facing listeners.
@@ -70,6 +74,7 @@ impl Default for ProxyConfig {
             node_port_base: 19000,
             node_ports: BTreeMap::new(),
             max_frame_bytes: 100 * 1024 * 1024,
+            buffer_budget_bytes: None,
             shutdown_grace_ms: 10_000,
             tls: None,
         }
@@ -355,6 +360,12 @@ impl Config {
                 "must not be empty",
             ));
         }
+        if self.proxy.buffer_budget_bytes.is_some_and(|b| b < 1 << 20) {
+            return Err(ConfigError::invalid(
+                "proxy.buffer_budget_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
         if self.proxy.max_frame_bytes < 1024 || self.proxy.max_frame_bytes > i32::MAX as usize {
             return Err(ConfigError::invalid(
                 "proxy.max_frame_bytes",
@@ -604,6 +615,10 @@ mod tests {
             ),
             ("log: {format: xml}", "log.format"),
             ("proxy: {max_frame_bytes: 10}", "proxy.max_frame_bytes"),
+            (
+                "proxy: {buffer_budget_bytes: 1000}",
+                "proxy.buffer_budget_bytes",
+            ),
             ("proxy: {node_port_base: -1}", "node_port_base"),
             (
                 "upstream: {tls: {ca_file: /no/such/file}}",

@@ -414,6 +414,23 @@ impl Detector {
         decision
     }
 
+    /// Whether a delivery to `key` from `position` on can only be passed on unchanged:
+    /// nothing of the group is searched, probed, judged or departing, and the partition
+    /// has no open failure, no suspect, no stall, and has not delivered `position` before.
+    /// Then the proxy may stream the fetch response and report the delivery afterwards
+    /// ([`Detector::delivery`] returns a plain pass for it).
+    pub fn may_stream(&self, key: &PartitionKey, position: i64) -> bool {
+        let group = key.group.as_str();
+        if self.probes.contains_key(group)
+            || self.isolating.get(group).is_some_and(|g| !g.is_empty())
+            || self.departures.iter().any(|d| d.group == group)
+            || self.decided.iter().any(|(k, _)| k == key)
+        {
+            return false;
+        }
+        self.keys.get(key).is_none_or(|s| s.quiet_from(position))
+    }
+
     /// Bookkeeping after `key`'s state changed.
     fn touched(&mut self, key: &PartitionKey) {
         if self.keys.get(key).is_some_and(|s| s.dirty) {

@@ -197,6 +197,16 @@ impl PartitionState {
     }
 
     /// Whether records of this partition were delivered on `conn`.
+    /// Nothing to judge in a delivery from `position` on: no search, failure, suspect or
+    /// stall, and nothing at or past `position` delivered before (not a re-delivery).
+    pub(crate) fn quiet_from(&self, position: i64) -> bool {
+        self.isolation.is_none()
+            && self.failures.is_empty()
+            && !self.stalled
+            && self.counts.values().all(|c| c.count < 2)
+            && self.high_delivered.is_none_or(|h| position > h)
+    }
+
     pub(crate) fn knows_conn(&self, conn: ConnId) -> bool {
         self.conns.iter().any(|c| c.conn == conn)
     }

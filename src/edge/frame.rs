@@ -85,6 +85,47 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Waits until the next frame's size prefix and `head` more bytes (or the whole frame,
+    /// when it is shorter) are buffered, and returns the frame's size (prefix excluded),
+    /// validated as [`Self::read_frame`] does; `None` at a clean end of stream. Nothing is
+    /// consumed: the frame is then read whole, or streamed through [`Self::buffer`] and
+    /// [`Self::fill`].
+    pub async fn peek(&mut self, head: usize) -> Result<Option<usize>, FrameError> {
+        loop {
+            if self.buf.len() >= PREFIX {
+                // Validates the size (negative, over the limit).
+                self.complete_frame_len()?;
+                let size = self.announced_len().expect("prefix buffered") - PREFIX;
+                if self.buf.len() >= PREFIX + head.min(size) {
+                    return Ok(Some(size));
+                }
+            }
+            if !self.fill().await? {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(FrameError::Truncated {
+                    have: self.buf.len(),
+                    want: self.announced_len().unwrap_or(PREFIX),
+                });
+            }
+        }
+    }
+
+    /// The bytes buffered and not handed out, from the front of the current frame.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Reads what the peer has sent next into the buffer, at most 64 KiB more than is
+    /// buffered; `false` at end of stream.
+    pub async fn fill(&mut self) -> Result<bool, FrameError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(64 * 1024);
+        }
+        Ok(self.inner.read_buf(&mut self.buf).await? > 0)
+    }
+
     /// Bytes already buffered beyond the frames handed out (for a switch to raw relaying).
     pub fn into_parts(self) -> (R, BytesMut) {
         (self.inner, self.buf)

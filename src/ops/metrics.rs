@@ -128,6 +128,15 @@ pub struct Metrics {
     pub guard_refused: Family<GroupLabel, Counter>,
     /// Batches rewritten on the fetch path (records hidden, trimmed or transformed).
     pub batches_rewritten: Counter,
+    /// Fetch responses streamed through unchanged.
+    pub fetch_streamed: Counter,
+    /// Fetch responses held whole because they could be changed.
+    pub fetch_held: Counter,
+    /// Bytes held whole now (request frames and responses that may change), against
+    /// `proxy.buffer_budget_bytes`.
+    pub buffered_bytes: Gauge,
+    /// Frames that waited for room in the buffer budget.
+    pub budget_waits: Counter,
     /// Poison searches taken over from another sidecar's state (or this one's before a
     /// restart), read from the state topic.
     pub searches_adopted: Counter,
@@ -174,6 +183,10 @@ impl Metrics {
             guard_trips: Family::default(),
             guard_refused: Family::default(),
             batches_rewritten: Counter::default(),
+            fetch_streamed: Counter::default(),
+            fetch_held: Counter::default(),
+            buffered_bytes: Gauge::default(),
+            budget_waits: Counter::default(),
             searches_adopted: Counter::default(),
             member_leaves_sent: Family::default(),
             member_leave_failures: Family::default(),
@@ -278,6 +291,26 @@ impl Metrics {
             "batches_rewritten",
             "Record batches re-encoded on the fetch path",
             m.batches_rewritten.clone(),
+        );
+        registry.register(
+            "fetch_responses_streamed",
+            "Fetch responses streamed to the client as they arrived (nothing to change in them)",
+            m.fetch_streamed.clone(),
+        );
+        registry.register(
+            "fetch_responses_held",
+            "Fetch responses held whole because records in them could be hidden, transformed or held back",
+            m.fetch_held.clone(),
+        );
+        registry.register(
+            "buffered_bytes",
+            "Bytes held whole now (large request frames and responses that may change), against proxy.buffer_budget_bytes",
+            m.buffered_bytes.clone(),
+        );
+        registry.register(
+            "buffer_budget_waits",
+            "Frames that waited for room in the buffer budget",
+            m.budget_waits.clone(),
         );
         registry.register(
             "member_leaves_sent",

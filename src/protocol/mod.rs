@@ -4,6 +4,7 @@
 //! policy code works on ([`record`]).
 
 pub mod consumer_requests;
+pub mod fetch_scan;
 pub mod record;
 pub mod record_batch;
 pub mod wire;

@@ -266,6 +266,19 @@ pub fn set_correlation(frame: &mut [u8], range: std::ops::Range<usize>, id: i32)
     frame[range].copy_from_slice(&id.to_be_bytes());
 }
 
+/// The length of the tagged-field section at the front of `buf`, or `None` while it is
+/// not all there (or not well formed).
+pub fn tagged_fields_len(buf: &[u8]) -> Option<usize> {
+    let mut r = WireReader::new(buf);
+    let count = r.uvarint("tag count").ok()?;
+    for _ in 0..count {
+        r.uvarint("tag").ok()?;
+        let size = r.uvarint("tag size").ok()?;
+        r.skip(usize::try_from(size).ok()?, "tag").ok()?;
+    }
+    Some(buf.len() - r.remaining())
+}
+
 /// Reads the correlation id of a response frame.
 pub fn response_correlation(frame: &[u8]) -> Result<i32, WireError> {
     WireReader::new(frame.get(PREFIX..).unwrap_or_default()).i32("response correlation id")

@@ -16,9 +16,10 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::edge::frame::{FrameError, FrameReader};
+use crate::edge::frame::{FrameError, FrameReader, PREFIX};
 use crate::edge::stream::{ReadHalf, Stream, WriteHalf};
 use crate::ops::metrics::{api_name, ApiLabel, DirectionLabel};
+use crate::protocol::fetch_scan::{FetchScanner, ScanError, ScannedPartition, Step};
 use crate::protocol::wire::{self, REQUEST_CORRELATION, RESPONSE_CORRELATION};
 use crate::route::exchange::{self, Handling, InFlight, Route};
 use crate::route::hooks::{ClosedBy, ConnInfo, Hooks};
@@ -123,11 +124,20 @@ async fn requests<H: Hooks>(
         .clone();
     let mut next_correlation: i32 = 0;
     loop {
-        let frame = tokio::select! {
-            f = client.read_frame() => f,
+        // The size first: a large frame waits for room in the budget before it is read.
+        let size = tokio::select! {
+            s = client.peek(0) => s,
             _ = proxy.shutdown.cancelled() => return End::Drain,
         };
-        let mut frame = match frame {
+        let share = match size {
+            Ok(Some(size)) => take_share(proxy, PREFIX + size).await,
+            Ok(None) => return End::Closed,
+            Err(e) => {
+                client_frame_error(proxy, &e);
+                return End::Failed;
+            }
+        };
+        let mut frame = match client.read_frame().await {
             Ok(Some(f)) => f,
             Ok(None) => return End::Closed,
             Err(e) => {
@@ -188,6 +198,7 @@ async fn requests<H: Hooks>(
             tracing::warn!(error = %e, "write to broker failed");
             return End::Failed;
         }
+        drop(share);
         if route == Route::SaslV0 {
             let (rest, leftover) = client.into_parts();
             return relay_raw(rest, leftover, upstream).await;
@@ -211,8 +222,10 @@ async fn responses<H: Hooks>(
         })
         .clone();
     loop {
-        let frame = match upstream.read_frame().await {
-            Ok(Some(f)) => f,
+        // The size and correlation id first: whether the response is streamed or held
+        // whole is decided before its body is read.
+        let size = match upstream.peek(RESPONSE_CORRELATION.end - PREFIX).await {
+            Ok(Some(size)) => size,
             Ok(None) => {
                 // With nothing in flight and the request side gone, this is a drained close.
                 if inflight.is_closed() && inflight.is_empty() {
@@ -238,7 +251,7 @@ async fn responses<H: Hooks>(
             }
         };
         let got = Instant::now();
-        let Ok(correlation) = wire::response_correlation(&frame) else {
+        let Ok(correlation) = wire::response_correlation(upstream.buffer()) else {
             metrics.error("upstream_bad_frame");
             tracing::warn!("response from broker too short for a correlation id; closing");
             return End::Failed;
@@ -263,24 +276,73 @@ async fn responses<H: Hooks>(
             );
             return End::Failed;
         }
-        let mut frame = frame;
-        wire::set_correlation(&mut frame, RESPONSE_CORRELATION, entry.client_correlation);
+        wire::set_correlation(
+            upstream.buffer(),
+            RESPONSE_CORRELATION,
+            entry.client_correlation,
+        );
         let api = ApiLabel {
             api: api_name(entry.api_key),
         };
-        let out: BytesMut = match exchange::respond(proxy, conn, &mut entry, frame).await {
-            Ok(f) => f,
-            Err(e) => {
-                metrics.error("response_rewrite");
-                tracing::warn!(error = %e, api = api.api, "cannot rewrite broker response; closing");
-                return End::Failed;
+        let written = match stream_plan(proxy, conn, &entry) {
+            Some(plan) => {
+                match stream(&mut upstream, &mut client, PREFIX + size, plan).await {
+                    Ok(Streamed::Raw) => {}
+                    Ok(Streamed::Fetch(partitions)) => {
+                        metrics.fetch_streamed.inc();
+                        if let Handling::Fetch(Some(x)) = &mut entry.handling {
+                            proxy.hooks.on_fetch_streamed(conn, x, &partitions);
+                        }
+                    }
+                    Err(StreamError::Upstream(e)) => {
+                        broker_ended.store(true, Ordering::Relaxed);
+                        metrics.error("upstream_read");
+                        tracing::warn!(error = %e, api = api.api, "broker connection failed mid-response; closing");
+                        return End::Failed;
+                    }
+                    Err(StreamError::Scan(e)) => {
+                        metrics.error("response_rewrite");
+                        tracing::warn!(error = %e, api = api.api, "cannot read broker response; closing");
+                        return End::Failed;
+                    }
+                    Err(StreamError::Client(e)) => {
+                        tracing::debug!(error = %e, "client went away before its response");
+                        return End::Closed;
+                    }
+                }
+                PREFIX + size
+            }
+            None => {
+                // Held whole: it may be changed. Wait for room in the budget first.
+                if matches!(entry.handling, Handling::Fetch(_)) {
+                    metrics.fetch_held.inc();
+                }
+                let _share = take_share(proxy, PREFIX + size).await;
+                let frame = match upstream.read_frame().await {
+                    Ok(Some(f)) => f,
+                    Ok(None) | Err(_) => {
+                        broker_ended.store(true, Ordering::Relaxed);
+                        metrics.error("upstream_read");
+                        tracing::warn!("broker connection failed mid-response; closing");
+                        return End::Failed;
+                    }
+                };
+                let out: BytesMut = match exchange::respond(proxy, conn, &mut entry, frame).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        metrics.error("response_rewrite");
+                        tracing::warn!(error = %e, api = api.api, "cannot rewrite broker response; closing");
+                        return End::Failed;
+                    }
+                };
+                if let Err(e) = client.write_all(&out).await {
+                    tracing::debug!(error = %e, "client went away before its response");
+                    return End::Closed;
+                }
+                out.len()
             }
         };
-        to_client.inc_by(out.len() as u64);
-        if let Err(e) = client.write_all(&out).await {
-            tracing::debug!(error = %e, "client went away before its response");
-            return End::Closed;
-        }
+        to_client.inc_by(written as u64);
         let done = Instant::now();
         metrics
             .upstream_seconds
@@ -294,6 +356,240 @@ async fn responses<H: Hooks>(
             let (rest, leftover) = upstream.into_parts();
             return relay_raw(rest, leftover, client).await;
         }
+    }
+}
+
+/// Room in the buffer budget for a frame held whole (see [`crate::route::budget`]),
+/// counted in the metrics while held.
+async fn take_share<H: Hooks>(proxy: &Proxy<H>, bytes: usize) -> Option<Held<'_>> {
+    if bytes > crate::route::budget::SMALL && proxy.budget.would_wait(bytes) {
+        proxy.metrics.budget_waits.inc();
+    }
+    let share = proxy.budget.take_large(bytes).await?;
+    proxy
+        .metrics
+        .buffered_bytes
+        .set(proxy.budget.in_use() as i64);
+    Some(Held {
+        metrics: &proxy.metrics,
+        budget: &proxy.budget,
+        share: Some(share),
+    })
+}
+
+/// A share of the budget; the gauge follows when it is given back.
+struct Held<'a> {
+    metrics: &'a crate::ops::metrics::Metrics,
+    budget: &'a crate::route::budget::Budget,
+    share: Option<crate::route::budget::Share>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.share.take());
+        self.metrics.buffered_bytes.set(self.budget.in_use() as i64);
+    }
+}
+
+/// How a response that is not held whole goes through.
+enum Plan {
+    /// As bytes.
+    Raw,
+    /// A Fetch response, read on the way; `flexible_header` when its header carries
+    /// tagged fields after the correlation id.
+    Fetch {
+        flexible_header: bool,
+        scanner: FetchScanner,
+    },
+}
+
+/// What streaming a response learned.
+enum Streamed {
+    Raw,
+    Fetch(Vec<ScannedPartition>),
+}
+
+/// Why streaming a response stopped half-way (the connection cannot go on).
+enum StreamError {
+    Upstream(FrameError),
+    Client(std::io::Error),
+    Scan(ScanError),
+}
+
+/// Whether a response is streamed: everything forwarded unchanged is, and so is a Fetch
+/// response the hooks cannot want to change (and whose version the scanner reads).
+fn stream_plan<H: Hooks>(
+    proxy: &Proxy<H>,
+    conn: &ConnInfo,
+    entry: &InFlight<H::Exchange>,
+) -> Option<Plan> {
+    match &entry.handling {
+        Handling::Forward | Handling::ThenOpaque => Some(Plan::Raw),
+        Handling::Fetch(x) => {
+            let scanner = FetchScanner::new(entry.api_version)?;
+            let may = x
+                .as_ref()
+                .is_none_or(|x| proxy.hooks.fetch_may_stream(conn, x));
+            may.then_some(Plan::Fetch {
+                flexible_header: entry.api_version >= 12,
+                scanner,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Streams one response of `total` bytes (prefix included; its correlation id already the
+/// client's) from the broker to the client, through a small buffer.
+async fn stream(
+    upstream: &mut FrameReader<ReadHalf>,
+    client: &mut WriteHalf,
+    total: usize,
+    plan: Plan,
+) -> Result<Streamed, StreamError> {
+    /// Forwarded in pieces of at least this much, unless the response ends or the broker
+    /// has sent nothing more yet.
+    const PIECE: usize = 64 * 1024;
+    let mut out = Out {
+        left: total,
+        ready: 0,
+    };
+    let (flexible_header, mut scanner) = match plan {
+        Plan::Raw => {
+            while out.left > 0 {
+                let n = upstream.buffer().len().min(out.left);
+                out.ready = n;
+                out.flush(upstream, client).await?;
+                if out.left > 0 && !fill(upstream).await? {
+                    return Err(StreamError::Upstream(truncated(total, out.left)));
+                }
+            }
+            return Ok(Streamed::Raw);
+        }
+        Plan::Fetch {
+            flexible_header,
+            scanner,
+        } => (flexible_header, scanner),
+    };
+    // The response header: the correlation id, then (flexible versions) tagged fields.
+    out.ready = RESPONSE_CORRELATION.end;
+    if flexible_header {
+        loop {
+            let buf = &upstream.buffer()[out.ready..];
+            match wire::tagged_fields_len(buf) {
+                Some(n) => {
+                    out.ready += n;
+                    break;
+                }
+                None if buf.len() >= 64 * 1024 => {
+                    return Err(StreamError::Scan(ScanError(
+                        "response header tags too long",
+                    )))
+                }
+                None => {
+                    out.flush(upstream, client).await?;
+                    if !fill(upstream).await? {
+                        return Err(StreamError::Upstream(truncated(total, out.left)));
+                    }
+                }
+            }
+        }
+    }
+    if out.ready > total {
+        return Err(StreamError::Scan(ScanError(
+            "response shorter than its header",
+        )));
+    }
+    let mut skip = 0usize;
+    loop {
+        if skip > 0 {
+            let n = skip.min(upstream.buffer().len() - out.ready);
+            out.ready += n;
+            skip -= n;
+            if skip > 0 {
+                out.flush(upstream, client).await?;
+                if !fill(upstream).await? {
+                    return Err(StreamError::Upstream(truncated(total, out.left)));
+                }
+            }
+            continue;
+        }
+        if out.ready >= PIECE {
+            out.flush(upstream, client).await?;
+        }
+        let body_left = out.left - out.ready;
+        let avail = (upstream.buffer().len() - out.ready).min(body_left);
+        let step = scanner
+            .step(&upstream.buffer()[out.ready..out.ready + avail])
+            .map_err(StreamError::Scan)?;
+        match step {
+            Step::Pass(n) => out.ready += n,
+            Step::Replace(bytes) => {
+                let at = out.ready;
+                upstream.buffer()[at..at + bytes.len()].copy_from_slice(&bytes);
+                out.ready += bytes.len();
+            }
+            Step::Skip(n) => {
+                if n > body_left {
+                    return Err(StreamError::Scan(ScanError(
+                        "records run past the response",
+                    )));
+                }
+                skip = n;
+            }
+            Step::Need(n) => {
+                if n > body_left {
+                    return Err(StreamError::Scan(ScanError("response ends mid-field")));
+                }
+                out.flush(upstream, client).await?;
+                while upstream.buffer().len() < n {
+                    if !fill(upstream).await? {
+                        return Err(StreamError::Upstream(truncated(total, out.left)));
+                    }
+                }
+            }
+            Step::Done => {
+                if body_left != 0 {
+                    return Err(StreamError::Scan(ScanError("bytes after the response")));
+                }
+                out.flush(upstream, client).await?;
+                return Ok(Streamed::Fetch(scanner.into_partitions()));
+            }
+        }
+    }
+}
+
+/// The part of a streamed response not yet written: `ready` bytes at the front of the
+/// reader's buffer may go now, `left` bytes of the response are still to go in all.
+struct Out {
+    left: usize,
+    ready: usize,
+}
+
+impl Out {
+    async fn flush(
+        &mut self,
+        upstream: &mut FrameReader<ReadHalf>,
+        client: &mut WriteHalf,
+    ) -> Result<(), StreamError> {
+        if self.ready == 0 {
+            return Ok(());
+        }
+        let piece = upstream.buffer().split_to(self.ready);
+        self.left -= self.ready;
+        self.ready = 0;
+        client.write_all(&piece).await.map_err(StreamError::Client)
+    }
+}
+
+async fn fill(upstream: &mut FrameReader<ReadHalf>) -> Result<bool, StreamError> {
+    upstream.fill().await.map_err(StreamError::Upstream)
+}
+
+fn truncated(total: usize, left: usize) -> FrameError {
+    FrameError::Truncated {
+        have: total - left,
+        want: total,
     }
 }
 

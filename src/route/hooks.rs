@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use kafka_protocol::messages::{FetchResponse, MetadataResponse};
 
 use crate::protocol::consumer_requests::ConsumerRequest;
+use crate::protocol::fetch_scan::ScannedPartition;
 use crate::protocol::wire::RequestHead;
 
 /// Who is on the other end of a client connection.
@@ -76,6 +77,23 @@ pub trait Hooks: Send + Sync + 'static {
         _version: i16,
     ) -> impl Future<Output = bool> + Send {
         async { false }
+    }
+
+    /// Whether the response to this fetch can only pass through unchanged, as far as the
+    /// hooks know when it starts to arrive. Then it is streamed to the client as it comes
+    /// and [`Hooks::on_fetch_streamed`] sees what was read of it; otherwise it is held
+    /// whole and [`Hooks::on_fetch_response`] may change it.
+    fn fetch_may_stream(&self, _conn: &ConnInfo, _exchange: &Self::Exchange) -> bool {
+        true
+    }
+
+    /// A fetch response that was streamed: its partitions and record batch offsets.
+    fn on_fetch_streamed(
+        &self,
+        _conn: &ConnInfo,
+        _exchange: &mut Self::Exchange,
+        _partitions: &[ScannedPartition],
+    ) {
     }
 
     /// The response (still bytes, correlation id already the client's) to a consumer

@@ -4,6 +4,7 @@
 //! ([`api_versions`]), and the consumer traffic goes to the [`Hooks`] (the watcher).
 
 pub(crate) mod api_versions;
+pub mod budget;
 pub(crate) mod connection;
 pub(crate) mod exchange;
 pub mod hooks;

@@ -14,6 +14,7 @@ use crate::cluster::Connector;
 use crate::config::{split_host_port, Config, ConfigError};
 use crate::edge::stream::Stream;
 use crate::ops::metrics::Metrics;
+use crate::route::budget::{self, Budget};
 use crate::route::hooks::Hooks;
 use crate::route::nodes::{NodeRegistry, OpenListener};
 
@@ -40,6 +41,8 @@ pub struct Proxy<H: Hooks> {
     pub shutdown: CancellationToken,
     /// Every connection task, for draining on shutdown.
     pub tasks: TaskTracker,
+    /// Bytes held whole at once, across connections (`proxy.buffer_budget_bytes`).
+    pub budget: Budget,
     ready: AtomicBool,
     next_conn: AtomicU64,
     next_bootstrap: AtomicUsize,
@@ -68,6 +71,12 @@ impl<H: Hooks> Proxy<H> {
             )),
             None => None,
         };
+        let budget = Budget::new(
+            config
+                .proxy
+                .buffer_budget_bytes
+                .unwrap_or_else(budget::default_bytes),
+        );
         let config = Arc::new(config);
         let port_config = config.clone();
         let nodes = NodeRegistry::new(
@@ -82,6 +91,7 @@ impl<H: Hooks> Proxy<H> {
             hooks,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            budget,
             ready: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             next_bootstrap: AtomicUsize::new(0),

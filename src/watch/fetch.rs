@@ -20,6 +20,7 @@ use super::{ConnInfo, ConsumerWatch};
 use crate::detect::{Action, ConnId, DeliveryDecision, PartitionKey, Report, Visible};
 use crate::ops::metrics::{DivertLabel, HoldLabel, Metrics, TopicGroupLabel};
 use crate::protocol::consumer_requests::{FetchPosition, TopicRef};
+use crate::protocol::fetch_scan::{BatchSpan, ScannedPartition};
 use crate::protocol::record::Record;
 use crate::protocol::record_batch::{self, Verdict};
 use crate::transform::{Outcome, Pipeline, RecordContext};
@@ -156,6 +157,101 @@ impl ConsumerWatch {
             tokio::time::sleep(wait).await;
         }
         changed
+    }
+
+    /// Whether the response to this fetch can only pass through unchanged: the state topic
+    /// is read, and for every partition of the fetch no pipeline applies, nothing is
+    /// hidden from the fetch position on, and the detector has nothing to judge (see
+    /// [`crate::detect::Detector::may_stream`]). Decided when the response starts to
+    /// arrive; a decision taken while it streams applies from the next fetch on.
+    pub(super) fn fetch_may_stream(&self, fetch: &FetchWatch) -> bool {
+        if !self.store.is_loaded() {
+            return false;
+        }
+        for p in &fetch.positions {
+            let TopicRef::Name(topic) = &p.topic else {
+                return false;
+            };
+            if self.pipelines.iter().any(|pl| pl.matches_topic(topic)) {
+                return false;
+            }
+            let group = self
+                .groups()
+                .group_for_fetch(&fetch.client_id, topic, p.partition)
+                .map(str::to_owned);
+            let Some(group) = group else {
+                continue;
+            };
+            if self.store.hides_from(&group, topic, p.partition, p.offset) {
+                return false;
+            }
+            if let Some(key) = self.key(&group, topic, p.partition) {
+                if !self.guard_paused(&group) && !self.detector().may_stream(&key, p.offset) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// A fetch response that was streamed: the deliveries it made are reported to the
+    /// detector as a held response's are.
+    pub(super) fn fetch_streamed(
+        &self,
+        conn: &ConnInfo,
+        fetch: &FetchWatch,
+        partitions: &[ScannedPartition],
+    ) {
+        for part in partitions {
+            let name = match &part.topic {
+                TopicRef::Name(n) => Some(n.clone()),
+                TopicRef::Id(id) => self.topics.name_of(id),
+            };
+            let Some(name) = name else { continue };
+            let Some(position) = fetch.position(&name, part.partition) else {
+                continue;
+            };
+            let group = self
+                .groups()
+                .group_for_fetch(&fetch.client_id, &name, part.partition)
+                .map(str::to_owned);
+            let Some(group) = group else { continue };
+            let Some(key) = self.key(&group, &name, part.partition) else {
+                continue;
+            };
+            if self.guard_paused(&group) || part.error_code != 0 {
+                continue;
+            }
+            let visible = streamed_range(&part.batches, position);
+            let cfg = *self.policy.detection(&name, &group);
+            let decision = self.detector().delivery(
+                &cfg,
+                &key,
+                position,
+                visible,
+                ConnId(conn.id),
+                Instant::now(),
+            );
+            if decision.action != Action::Pass || decision.hold.is_some() {
+                // Not expected after `fetch_may_stream`; the records already went out.
+                self.metrics.error("streamed_fetch_decision");
+                tracing::debug!(group = %key.group, topic = %key.topic, partition = key.partition,
+                    "a streamed fetch response would have been changed; applying from the next fetch");
+            }
+            if let Some(poison) = decision
+                .poison
+                .as_ref()
+                .filter(|p| self.guard_allows(&key, p))
+            {
+                let mask = self
+                    .pipelines
+                    .for_record(&key.topic, Some(&key.group))
+                    .and_then(|p| p.dlq_mask().cloned());
+                self.diverter
+                    .divert(&key, DivertRequest::poison(poison), None, mask);
+            }
+        }
+        self.divert_decided();
     }
 
     /// Removes the records quarantined for this group. On a batch that cannot be
@@ -373,6 +469,24 @@ fn visible_range(records: &Bytes, position: i64, hidden: &[i64]) -> Option<Visib
             first = Some(f);
         }
         last = Some(end);
+    }
+    Some(Visible {
+        first: first?,
+        last: last?,
+    })
+}
+
+/// [`visible_range`] of a streamed response, from its batch offsets (nothing is hidden
+/// in a streamed response).
+fn streamed_range(batches: &[BatchSpan], position: i64) -> Option<Visible> {
+    let mut first = None;
+    let mut last = None;
+    for b in batches {
+        if b.control || b.records == 0 || b.last_offset < position {
+            continue;
+        }
+        first.get_or_insert(b.base_offset.max(position));
+        last = Some(b.last_offset);
     }
     Some(Visible {
         first: first?,

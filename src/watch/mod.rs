@@ -32,6 +32,7 @@ use crate::ops::metrics::Metrics;
 use crate::protocol::consumer_requests::{
     self, CommitRequest, ConsumerApi, ConsumerRequest, FetchPosition, GroupRequest, TopicRef,
 };
+use crate::protocol::fetch_scan::ScannedPartition;
 use crate::protocol::wire::{decode_response, RequestHead};
 use crate::route::hooks::{ClosedBy, ConnInfo, Hooks};
 use groups::{Groups, MemberFacts};
@@ -619,6 +620,24 @@ impl Hooks for ConsumerWatch {
         match exchange {
             WatchRequest::Fetch(fetch) => self.fetch_response(conn, fetch, response, version).await,
             _ => false,
+        }
+    }
+
+    fn fetch_may_stream(&self, _conn: &ConnInfo, exchange: &WatchRequest) -> bool {
+        match exchange {
+            WatchRequest::Fetch(fetch) => self.fetch_may_stream(fetch),
+            _ => false,
+        }
+    }
+
+    fn on_fetch_streamed(
+        &self,
+        conn: &ConnInfo,
+        exchange: &mut WatchRequest,
+        partitions: &[ScannedPartition],
+    ) {
+        if let WatchRequest::Fetch(fetch) = exchange {
+            self.fetch_streamed(conn, fetch, partitions);
         }
     }
 

@@ -138,6 +138,13 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Whether one group's partition has an offset hidden at or after `from`.
+    pub fn hides_from(&self, group: &str, topic: &str, partition: i32, from: i64) -> bool {
+        let map = self.hidden.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&(group.to_string(), topic.to_string(), partition))
+            .is_some_and(|m| m.range(from..).next().is_some())
+    }
+
     /// The decision about one offset, if it is quarantined.
     pub fn get(
         &self,

@@ -599,3 +599,29 @@ fn rebalance_redeliveries_on_the_same_connection_are_not_failures() {
     h.fetch(30_200, 2, 0, 0, 299);
     assert_eq!(h.status().max_count, 2);
 }
+
+#[test]
+fn only_fresh_deliveries_of_a_quiet_partition_may_stream() {
+    let mut h = H::new(DetectConfig::default());
+    let key = h.key.clone();
+    assert!(h.det.may_stream(&key, 0), "an unknown partition");
+    assert_eq!(h.fetch(0, 1, 0, 0, 9).action, Action::Pass);
+    h.commit(10, 10);
+    assert!(h.det.may_stream(&key, 10), "the next records");
+    assert!(
+        !h.det.may_stream(&key, 5),
+        "records delivered before: a re-delivery"
+    );
+    assert_eq!(h.fetch(20, 1, 10, 10, 19).action, Action::Pass);
+    // The member crashes with 10..=19 out: from then on the partition has a failure to
+    // judge, and nothing of it streams until the commit passes it.
+    h.crash(30, 1);
+    h.reports(1_000);
+    assert!(!h.det.may_stream(&key, 20));
+    assert!(!h.det.may_stream(&key, 10));
+    let other = PartitionKey::new("other-group", "order.confirmed", 0);
+    assert!(
+        h.det.may_stream(&other, 10),
+        "another group is not concerned"
+    );
+}
