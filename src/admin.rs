@@ -23,19 +23,32 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
 /// Ready once the cluster answered Metadata and, when watching, the quarantine state topic
 /// has been read: until then watched fetches are held, so the pod must not claim to serve.
 async fn ready(State(proxy): State<Arc<Proxy>>) -> impl IntoResponse {
+    readiness_of(&proxy)
+}
+
+/// The readiness answer: every reason to refuse traffic, in the order an operator fixes
+/// them. A broker-node listener that failed to bind makes the pod unready: the
+/// partitions that broker leads cannot be reached through it.
+pub fn readiness_of(proxy: &Proxy) -> (StatusCode, String) {
+    let unavailable = |text: String| (StatusCode::SERVICE_UNAVAILABLE, text);
     if !proxy.is_ready() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the upstream cluster to answer Metadata\n",
-        )
-    } else if proxy.watch.as_ref().is_some_and(|w| !w.store.is_loaded()) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the quarantine state topic (watched fetches are held until it is read)\n",
-        )
-    } else {
-        (StatusCode::OK, "ready\n")
+        return unavailable("waiting for the upstream cluster to answer Metadata\n".into());
     }
+    let unbound = proxy.nodes.unbound();
+    if !unbound.is_empty() {
+        let ids: Vec<String> = unbound.iter().map(i32::to_string).collect();
+        return unavailable(format!(
+            "cannot listen for broker node(s) {}: the partitions they lead are unreachable through this proxy (see the log; the bind is retried)\n",
+            ids.join(", ")
+        ));
+    }
+    if proxy.watch.as_ref().is_some_and(|w| !w.store.is_loaded()) {
+        return unavailable(
+            "waiting for the quarantine state topic (watched fetches are held until it is read)\n"
+                .into(),
+        );
+    }
+    (StatusCode::OK, "ready\n".into())
 }
 
 async fn metrics(State(proxy): State<Arc<Proxy>>) -> impl IntoResponse {
@@ -56,5 +69,28 @@ pub async fn serve(listener: TcpListener, router: Router, proxy: Arc<Proxy>) {
         .await
     {
         tracing::error!(error = %e, "admin server failed");
+    }
+}
+
+/// Whether the admin API listens on an address other hosts can reach while no token
+/// protects its write routes (`POST /quarantine`, `DELETE /quarantine/...`, re-arm).
+pub fn exposed_without_token(addr: std::net::SocketAddr, token: Option<&str>) -> bool {
+    !addr.ip().is_loopback() && token.is_none_or(str::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_only_beyond_loopback_without_token() {
+        let any: std::net::SocketAddr = "0.0.0.0:9644".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:9644".parse().unwrap();
+        let local6: std::net::SocketAddr = "[::1]:9644".parse().unwrap();
+        assert!(exposed_without_token(any, None));
+        assert!(exposed_without_token(any, Some("")));
+        assert!(!exposed_without_token(any, Some("s3cret")));
+        assert!(!exposed_without_token(local, None));
+        assert!(!exposed_without_token(local6, None));
     }
 }

@@ -22,6 +22,7 @@ pub mod frame;
 pub mod groups;
 pub mod guard_cli;
 pub mod kafka_client;
+pub mod logging;
 pub mod metrics;
 pub mod nodes;
 pub mod proxy;

@@ -82,18 +82,16 @@ fn main() -> ExitCode {
             admin_listen,
             log_format,
         } => {
-            let mut env: Vec<(String, String)> = std::env::vars().collect();
-            for (key, value) in [
-                ("PROXY__LISTEN", listen),
-                ("UPSTREAM__BOOTSTRAP_SERVERS", upstream),
-                ("ADMIN__LISTEN", admin_listen),
-                ("LOG__FORMAT", log_format),
-            ] {
-                if let Some(v) = value {
-                    env.push((format!("{}{key}", quarantine::config::ENV_PREFIX), v));
-                }
-            }
-            let config = match Config::load(config.as_deref(), env) {
+            let flags: Vec<(&str, &str, String)> = [
+                ("--listen", "proxy.listen", listen),
+                ("--upstream", "upstream.bootstrap_servers", upstream),
+                ("--admin-listen", "admin.listen", admin_listen),
+                ("--log-format", "log.format", log_format),
+            ]
+            .into_iter()
+            .filter_map(|(flag, key, value)| value.map(|v| (flag, key, v)))
+            .collect();
+            let config = match Config::load_with_flags(config.as_deref(), std::env::vars(), flags) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -101,7 +99,9 @@ fn main() -> ExitCode {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("quarantine: cannot start the runtime: {e}");
+                    quarantine::logging::stderr_line(&format!(
+                        "quarantine: cannot start the runtime: {e}"
+                    ));
                     return ExitCode::FAILURE;
                 }
             };
@@ -111,21 +111,12 @@ fn main() -> ExitCode {
 }
 
 fn config_error(e: ConfigError) -> ExitCode {
-    eprintln!("quarantine: {e}");
+    quarantine::logging::stderr_line(&format!("quarantine: {e}"));
     ExitCode::from(EX_USAGE)
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QUARANTINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    quarantine::logging::init(&config.log.format, &config.log.level);
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -166,7 +166,7 @@ impl Proxy {
                     let this = self.clone();
                     let id = self.next_conn_id();
                     let span =
-                        tracing::info_span!("conn", id, client = %peer, node = ?node_of(target));
+                        tracing::info_span!("conn", id, client = %peer, node = node_of(target));
                     self.tasks.spawn(
                         async move { this.serve(socket, peer, target, id).await }.instrument(span),
                     );

@@ -16,6 +16,7 @@ pub mod guard;
 mod guarding;
 pub mod policy;
 pub mod searches;
+pub mod source_check;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
