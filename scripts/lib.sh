@@ -16,6 +16,8 @@ export TANSU_BIN
 VENV="$QUARANTINE_CACHE/venv"
 PY="$VENV/bin/python"
 JS_DIR="$REPO_ROOT/proto-tests/js"
+# deploy/check.sh's Python tools (kubernetes-validate), apart from the test venv.
+DEPLOY_VENV="$QUARANTINE_CACHE/deploy-venv"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
