@@ -5,6 +5,7 @@ open to the network, and errors about values set through the environment or flag
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,6 +84,7 @@ def test_text_logs_to_a_file_carry_no_colour_and_no_debug_text(broker, tmp_path)
         wait_for("/ready 200", lambda: http_get(q.admin_url + "/ready")[0] == 200, proc=q.proc)
         with socket.create_connection(("127.0.0.1", q.node_port), timeout=5):
             pass
+        check_operator_metrics(q.metrics_text(), q.proc.pid)
     finally:
         q.stop()
     text = q.log_text()
@@ -91,6 +93,21 @@ def test_text_logs_to_a_file_carry_no_colour_and_no_debug_text(broker, tmp_path)
     for debug in ("Some(", "None", '["', "{ "):
         assert debug not in text, f"Rust Debug text {debug!r} in the log:\n{text}"
     assert f"upstream={broker.address}" in text, text
+
+
+def check_operator_metrics(text: str, pid: int) -> None:
+    """Build info, process metrics of this very process, readiness."""
+    assert re.search(r'^quarantine_build_info\{version="[0-9.]+",commit="[^"]*"\} 1$', text, re.M), text
+    assert sum_metric(text, "quarantine_ready") == 1
+    rss = sum_metric(text, "process_resident_memory_bytes")
+    status = open(f"/proc/{pid}/status").read()
+    vm_rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) * 1024
+    assert 0 < rss and abs(rss - vm_rss) < max(vm_rss, rss) * 0.5, (rss, vm_rss)
+    assert sum_metric(text, "process_open_fds") >= 3
+    assert sum_metric(text, "process_max_fds") > 0
+    start = sum_metric(text, "process_start_time_seconds")
+    assert abs(start - time.time()) < 3600, start
+    assert "process_cpu_seconds_total" in text
 
 
 @pytest.mark.timeout(180)
@@ -107,6 +124,7 @@ def test_ready_is_503_while_a_broker_node_listener_cannot_bind(broker, tmp_path)
         status, body = http_get(q.admin_url + "/ready")
         assert status == 503, body
         assert str(TANSU_NODE_ID) in body, body
+        assert sum_metric(q.metrics_text(), "quarantine_ready") == 0
     finally:
         blocker.close()
     # The port is free again: the proxy retries the bind on its own and turns ready.
@@ -115,6 +133,7 @@ def test_ready_is_503_while_a_broker_node_listener_cannot_bind(broker, tmp_path)
                  lambda: http_get(q.admin_url + "/ready")[0] == 200, proc=q.proc)
         wait_port("127.0.0.1", q.node_port, 10, q.proc)
         assert sum_metric(q.metrics_text(), "quarantine_errors_total") >= 1
+        assert sum_metric(q.metrics_text(), "quarantine_ready") == 1
     finally:
         q.stop()
 

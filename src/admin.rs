@@ -23,7 +23,9 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
 /// Ready once the cluster answered Metadata and, when watching, the quarantine state topic
 /// has been read: until then watched fetches are held, so the pod must not claim to serve.
 async fn ready(State(proxy): State<Arc<Proxy>>) -> impl IntoResponse {
-    readiness_of(&proxy)
+    let (status, text) = readiness_of(&proxy);
+    proxy.metrics.ready.set(i64::from(status == StatusCode::OK));
+    (status, text)
 }
 
 /// The readiness answer: every reason to refuse traffic, in the order an operator fixes
@@ -52,6 +54,8 @@ pub fn readiness_of(proxy: &Proxy) -> (StatusCode, String) {
 }
 
 async fn metrics(State(proxy): State<Arc<Proxy>>) -> impl IntoResponse {
+    let ready = readiness_of(&proxy).0 == StatusCode::OK;
+    proxy.metrics.ready.set(i64::from(ready));
     (
         [(
             header::CONTENT_TYPE,

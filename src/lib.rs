@@ -25,6 +25,7 @@ pub mod kafka_client;
 pub mod logging;
 pub mod metrics;
 pub mod nodes;
+pub mod ops_metrics;
 pub mod proxy;
 pub mod readiness;
 pub mod record;
