@@ -21,6 +21,7 @@ pub mod exchange;
 pub mod frame;
 pub mod groups;
 pub mod guard_cli;
+pub mod inject;
 pub mod kafka_client;
 pub mod logging;
 pub mod metrics;

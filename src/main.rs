@@ -60,6 +60,8 @@ enum Command {
     },
     /// Show or re-arm the deploy guards of a running proxy (through its admin API).
     Guard(quarantine::guard_cli::GuardArgs),
+    /// Add the quarantine sidecar to Kubernetes workloads (YAML from files or stdin).
+    Inject(quarantine::inject::InjectArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => quarantine::dlq_tools::run_cli(args),
         Command::Searches { admin, token, json } => searches(&admin, token.as_deref(), json),
         Command::Guard(args) => quarantine::guard_cli::run_cli(args),
+        Command::Inject(args) => quarantine::inject::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
