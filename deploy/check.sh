@@ -12,7 +12,8 @@
 #   receivers the comments promise, and a rendered notification carries the runbook URL,
 #   topic, group and reason;
 # - kubectl kustomize builds both example overlays;
-# - kubernetes-validate --strict: the plain manifests and the overlays' output.
+# - kubernetes-validate --strict: the plain manifests and the overlays' output;
+# - the Containerfile: hadolint, its compile command, its user, the image the manifests use.
 # Needs python3 with PyYAML. promtool (Debian: prometheus), amtool (Debian:
 # prometheus-alertmanager), kubernetes-validate (PyPI; scripts/setup.sh installs it into
 # $QUARANTINE_CACHE/deploy-venv) and kubectl are used when present; a missing one is
@@ -271,6 +272,14 @@ if command -v kubernetes-validate >/dev/null 2>&1; then
     fi
 else
     skip "kubernetes-validate not installed (scripts/setup.sh puts it in the deploy-venv)"
+fi
+
+# The container image: hadolint, the build stage's command = the release build, non-root,
+# and the manifests reference the image scripts/build-image.sh tags.
+if scripts/build-image.sh --check >"$tmp/out" 2>&1; then
+    pass "Containerfile: $(tail -n 1 "$tmp/out")"
+else
+    cat "$tmp/out"; fail "Containerfile checks (scripts/build-image.sh --check)"
 fi
 
 if [ "$failures" -eq 0 ]; then

@@ -67,7 +67,7 @@ install_venv() {
 }
 
 # What deploy/check.sh runs: promtool (Debian: prometheus), amtool (Debian:
-# prometheus-alertmanager) and kubernetes-validate (PyPI, in its own venv).
+# prometheus-alertmanager), kubernetes-validate and hadolint (PyPI, in their own venv).
 install_deploy_tools() {
     local missing=()
     command -v promtool >/dev/null || missing+=(prometheus)
