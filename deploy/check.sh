@@ -112,6 +112,9 @@ if not differ:
 # 3. Metric names against src/metrics.rs.
 src = open("src/metrics.rs", encoding="utf-8").read()
 registered = set(re.findall(r'register\(\s*"([a-z0-9_]+)"', src))
+# Collectors (build info, partition state) name their metrics in src/ops_metrics.rs.
+registered |= set(re.findall(r'encode_descriptor\(\s*"([a-z0-9_]+)"',
+                             open("src/ops_metrics.rs", encoding="utf-8").read()))
 known = {f"quarantine_{n}{s}" for n in registered for s in ("", "_total", "_bucket", "_sum", "_count")}
 files = [p for p in glob.glob("deploy/**/*", recursive=True) + glob.glob("docs/**/*.md", recursive=True)
          if os.path.isfile(p) and p.endswith((".yaml", ".json", ".md", ".py"))]
