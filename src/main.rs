@@ -73,7 +73,9 @@ fn main() -> ExitCode {
         Command::Inject(args) => quarantine::inject::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
-                println!("{}: ok", file.display());
+                use std::io::Write;
+                // A closed stdout (`| head -0`) must not turn a valid config into a panic.
+                let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(e),
@@ -183,7 +185,7 @@ fn searches(admin: &str, token: Option<&str>, json: bool) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e}");
+            quarantine::logging::stderr_line(&format!("error: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -200,7 +202,7 @@ fn searches(admin: &str, token: Option<&str>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            quarantine::logging::stderr_line(&format!("error: {e}"));
             ExitCode::FAILURE
         }
     }
