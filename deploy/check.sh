@@ -3,19 +3,37 @@
 # - every YAML file parses, and the dashboard is valid JSON;
 # - the generated PrometheusRule and dashboard are up to date (monitoring/build.py --check);
 # - the plain ConfigMap carries the same config as the kustomize component;
-# - every quarantine_* metric named in deploy/ and docs/ is registered in src/metrics.rs;
+# - every quarantine_* metric named in deploy/ and docs/ is registered in src/ops/metrics.rs;
 # - every runbook.md#anchor and operations.md#anchor points at an existing heading;
 # - promtool: the rules check, their unit tests pass, and every dashboard query parses;
-# - kubectl kustomize builds both example overlays.
-# Needs python3 with PyYAML. promtool (Debian: apt-get install prometheus) and kubectl are
-# used when present; a missing one is reported as skipped, not as passed.
+# - promtool: the dashboard's queries (as generated recording rules) show what they should,
+#   a single diverted record included (prometheus/dashboard.test.yaml);
+# - amtool: the Alertmanager example config and its templates check, alerts route to the
+#   receivers the comments promise, and a rendered notification carries the runbook URL,
+#   topic, group and reason;
+# - kubectl kustomize builds both example overlays;
+# - kubernetes-validate --strict: the plain manifests and the overlays' output;
+# - the Containerfile: hadolint, its compile command, its user, the image the manifests use.
+# Needs python3 with PyYAML. promtool (Debian: prometheus), amtool (Debian:
+# prometheus-alertmanager), kubernetes-validate (PyPI; scripts/setup.sh installs it into
+# $QUARANTINE_CACHE/deploy-venv) and kubectl are used when present; a missing one is
+# reported as skipped, not as passed, or as a failure with QUARANTINE_DEPLOY_CHECK_STRICT=1
+# (scripts/test.sh sets it, except for kubectl, which no registry here provides).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 failures=0
 pass() { echo "ok    $*"; }
 fail() { echo "FAIL  $*"; failures=$((failures + 1)); }
-skip() { echo "skip  $*"; }
+skip() {
+    if [ "${QUARANTINE_DEPLOY_CHECK_STRICT:-0}" = 1 ] && [ "${2:-}" != optional ]; then
+        fail "$1"
+    else
+        echo "skip  $1"
+    fi
+}
+cache="${QUARANTINE_CACHE:-$HOME/.cache/quarantine}"
+PATH="$PATH:$cache/deploy-venv/bin"
 
 if ! python3 -c 'import yaml' 2>/dev/null; then
     echo "python3 with PyYAML is required (pip install pyyaml)" >&2
@@ -91,9 +109,12 @@ for path in differ:
 if not differ:
     ok("the four sidecar variants agree (container, grace period, volumes)")
 
-# 3. Metric names against src/metrics.rs.
-src = open("src/metrics.rs", encoding="utf-8").read()
+# 3. Metric names against src/ops/metrics.rs.
+src = open("src/ops/metrics.rs", encoding="utf-8").read()
 registered = set(re.findall(r'register\(\s*"([a-z0-9_]+)"', src))
+# Collectors (build info, partition state) name their metrics in src/ops/collectors.rs.
+registered |= set(re.findall(r'encode_descriptor\(\s*"([a-z0-9_]+)"',
+                             open("src/ops/collectors.rs", encoding="utf-8").read()))
 known = {f"quarantine_{n}{s}" for n in registered for s in ("", "_total", "_bucket", "_sum", "_count")}
 files = [p for p in glob.glob("deploy/**/*", recursive=True) + glob.glob("docs/**/*.md", recursive=True)
          if os.path.isfile(p) and p.endswith((".yaml", ".json", ".md", ".py"))]
@@ -103,9 +124,9 @@ for path in files:
         used.setdefault(name, set()).add(path)
 unknown = {n: p for n, p in used.items() if n not in known}
 for name, paths in sorted(unknown.items()):
-    fail(f"metric {name} (in {', '.join(sorted(paths))}) is not registered in src/metrics.rs")
+    fail(f"metric {name} (in {', '.join(sorted(paths))}) is not registered in src/ops/metrics.rs")
 if not unknown:
-    ok(f"{len(used)} metric names are registered in src/metrics.rs")
+    ok(f"{len(used)} metric names are registered in src/ops/metrics.rs")
 
 # 4. Anchors into the docs.
 def slugs(path):
@@ -174,6 +195,11 @@ if command -v promtool >/dev/null 2>&1; then
     else
         cat "$tmp/out"; fail "promtool test rules"
     fi
+    if promtool test rules deploy/monitoring/prometheus/dashboard.test.yaml >"$tmp/out" 2>&1; then
+        pass "promtool test rules: dashboard panels show a single diverted record"
+    else
+        cat "$tmp/out"; fail "promtool test rules (dashboard)"
+    fi
     if promtool check rules "$tmp/dashboard-queries.rules.yaml" >"$tmp/out" 2>&1; then
         pass "promtool: every dashboard query parses"
     else
@@ -181,6 +207,40 @@ if command -v promtool >/dev/null 2>&1; then
     fi
 else
     skip "promtool not installed (apt-get install prometheus): rules, rule tests and dashboard queries not checked"
+fi
+
+am=deploy/monitoring/alertmanager
+if command -v amtool >/dev/null 2>&1; then
+    if amtool check-config "$am/alertmanager.yaml" >"$tmp/out" 2>&1; then
+        pass "amtool check-config $am/alertmanager.yaml (templates included)"
+    else
+        cat "$tmp/out"; fail "amtool check-config"
+    fi
+    # labels -> the receivers alertmanager.yaml's comments promise
+    while read -r want labels; do
+        if amtool config routes test --config.file="$am/alertmanager.yaml" \
+            --verify.receivers="$want" $labels >"$tmp/out" 2>&1; then
+            pass "route: $labels -> $want"
+        else
+            cat "$tmp/out"; fail "route: $labels should go to $want"
+        fi
+    done <<'ROUTES'
+pagerduty-kafka-oncall,slack-kafka-alerts alertname=QuarantineDLQWriteFailing severity=critical namespace=shop pod=orders-1
+slack-kafka-alerts alertname=QuarantineDiversionSpike severity=warning namespace=shop topic=orders group=billing
+tickets-dlq-triage,slack-kafka-dlq alertname=QuarantineRecordDiverted severity=info namespace=shop topic=orders group=billing reason=crash-loop
+ROUTES
+    if amtool template render --template.glob="$am/quarantine.tmpl" --template.data="$am/example-alert.json" \
+        --template.text='{{ template "quarantine.title" . }} {{ template "quarantine.slack.text" . }} {{ template "quarantine.pagerduty.description" . }}' \
+        >"$tmp/out" 2>&1 \
+        && grep -q 'runbook.md#quarantinerecorddiverted' "$tmp/out" \
+        && grep -q 'topic order.confirmed' "$tmp/out" && grep -q 'group orders' "$tmp/out" \
+        && grep -q 'reason crash-loop' "$tmp/out"; then
+        pass "amtool template render: a notification carries runbook URL, topic, group and reason"
+    else
+        cat "$tmp/out"; fail "notification template lacks runbook URL/topic/group/reason"
+    fi
+else
+    skip "amtool not installed (apt-get install prometheus-alertmanager): Alertmanager example not checked"
 fi
 
 if command -v kubectl >/dev/null 2>&1; then
@@ -199,7 +259,30 @@ if command -v kubectl >/dev/null 2>&1; then
         fail "overlay output lacks the injected sidecar"
     fi
 else
-    skip "kubectl not installed: kustomize overlays not built"
+    skip "kubectl not installed: kustomize overlays not built" optional
+fi
+
+if command -v kubernetes-validate >/dev/null 2>&1; then
+    manifests=(deploy/kubernetes/plain/*.yaml)
+    for overlay in overlay overlay-classic; do
+        [ -s "$tmp/$overlay.yaml" ] && manifests+=("$tmp/$overlay.yaml")
+    done
+    # Custom resources (PodMonitor, ServiceMonitor) have no schema there: a warning only.
+    if kubernetes-validate --strict --quiet "${manifests[@]}" >"$tmp/out" 2>&1; then
+        pass "kubernetes-validate --strict: ${#manifests[@]} manifest files"
+    else
+        cat "$tmp/out"; fail "kubernetes-validate --strict"
+    fi
+else
+    skip "kubernetes-validate not installed (scripts/setup.sh puts it in the deploy-venv)"
+fi
+
+# The container image: hadolint, the build stage's command = the release build, non-root,
+# and the manifests reference the image scripts/build-image.sh tags.
+if scripts/build-image.sh --check >"$tmp/out" 2>&1; then
+    pass "Containerfile: $(tail -n 1 "$tmp/out")"
+else
+    cat "$tmp/out"; fail "Containerfile checks (scripts/build-image.sh --check)"
 fi
 
 if [ "$failures" -eq 0 ]; then

@@ -82,3 +82,41 @@ def test_manual_quarantine_and_release(stack, request):
     finally:
         offsets.close()
     assert read_offsets(stack.bootstrap, topic, group, 20) == list(range(20))
+
+
+@pytest.mark.timeout(180)
+def test_manual_quarantine_of_what_does_not_exist_is_the_callers_mistake(stack, request):
+    """Unknown topic, partition or offset: 404; a value that can never exist: 400. Nothing
+    is written to a dead-letter topic or hidden; the real record after them still works."""
+    proxy = stack.proxy
+    topic = create_topic(stack.bootstrap, unique_name(request), 2)
+    assert len(produce(stack.bootstrap, topic, order_items(1, 5))) == 5
+    group = topic + ".g"
+
+    def post(**fields):
+        body = {"group": group, "topic": topic, "partition": 0, "offset": 1, **fields}
+        return admin_call(proxy, "POST", "/quarantine", body, token=TOKEN)
+
+    cases = [
+        ({"topic": topic + "-missing"}, 404, "does not exist"),
+        ({"partition": 9}, 404, "no partition 9"),
+        ({"offset": 5}, 404, "past the end"),
+        ({"offset": 1_000_000}, 404, "offset 1000000"),
+        ({"offset": -3}, 400, "offset"),
+        ({"partition": -1}, 400, "partition"),
+        ({"group": ""}, 400, "group"),
+    ]
+    for fields, want, words in cases:
+        status, answer = post(**fields)
+        assert status == want, f"{fields}: {status} {answer}"
+        assert words in str(answer), f"{fields}: {answer}"
+    bad_path = "/quarantine/" + "/".join(urllib.parse.quote(str(x), safe="")
+                                         for x in (group, topic, 0, -1))
+    assert admin_call(proxy, "DELETE", bad_path, token=TOKEN)[0] == 400
+    assert [q for q in quarantined(proxy, TOKEN) if q["topic"] == topic] == []
+
+    # The one record that exists: 201, exactly one dead letter.
+    status, answer = post(offset=4)
+    assert status == 201, f"{status} {answer}"
+    (letter,) = read_topic(stack.broker, f"{topic}.dlq", at_least=1)
+    assert [q["offset"] for q in quarantined(proxy, TOKEN) if q["topic"] == topic] == [4]

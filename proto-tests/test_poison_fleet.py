@@ -26,7 +26,7 @@ import pytest
 
 from apps.supervisor import JS_CONSUMER, Supervisor, app_command, start_app
 from harness import Tansu, _tail, free_port, quarantine_bin
-from poison_support import (Produced, WatchedQuarantine, admin_call, check_dlq,
+from poison_support import (Produced, WatchedQuarantine, admin_call, check_dlq, metric_samples,
                             check_nothing_lost, create_topic, diagnose, end_offsets, is_poison,
                             metric_for, order_items, produce, quarantined, stack_fixture,
                             wait_caught_up, wait_for, watch_yaml)
@@ -48,6 +48,7 @@ class Run:
     poison: list[Produced]
     apps: list[Supervisor]
     searches: list[dict] = field(default_factory=list)
+    metric_states: list[dict] = field(default_factory=list)
 
     def processed(self) -> set[tuple[int, int]]:
         out: set[tuple[int, int]] = set()
@@ -66,6 +67,7 @@ class SearchWatcher:
     def __init__(self, proxies, group: str):
         self.proxies, self.group = proxies, group
         self.rows: list[dict] = []
+        self.metric_rows: list[dict] = []  # quarantine_partition_state labels seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -78,6 +80,12 @@ class SearchWatcher:
                     continue
                 if status == 200 and isinstance(body, list):
                     self.rows += [r for r in body if r.get("group") == self.group]
+                try:
+                    samples = metric_samples(p, "quarantine_partition_state")
+                except (OSError, AssertionError):
+                    continue
+                self.metric_rows += [labels for labels, _ in samples
+                                     if labels.get("group") == self.group]
 
     def __enter__(self) -> "SearchWatcher":
         self._thread.start()
@@ -132,7 +140,7 @@ def run_single(stack, name: str, client: str, spec: dict, logdir) -> Run:
                            diagnose(stack, app))
         finally:
             app.stop()
-    return Run(topic, group, produced, poison, [app], watcher.rows)
+    return Run(topic, group, produced, poison, [app], watcher.rows, watcher.metric_rows)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +173,10 @@ def test_several_poison_records_in_one_application_are_all_diverted(stack, singl
         searched = {r["partition"] for r in run.searches
                     if r["phase"] in ("isolating", "diverting")}
         assert {p.partition for p in run.poison} <= searched, run.searches[-5:]
+        # The same searches showed in /metrics, by topic and partition.
+        in_metric = {int(r["partition"]) for r in run.metric_states
+                     if r["topic"] == run.topic and r["phase"] in ("isolating", "diverting")}
+        assert {p.partition for p in run.poison} <= in_metric, run.metric_states[-5:]
     holds = metric_for(stack.proxy, "quarantine_fetch_holds_total", group=run.group)
     assert holds > 0, "records were held back while searching, and counted"
     # Once everything is committed, no search is left open for the group.

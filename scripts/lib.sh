@@ -16,6 +16,16 @@ export TANSU_BIN
 VENV="$QUARANTINE_CACHE/venv"
 PY="$VENV/bin/python"
 JS_DIR="$REPO_ROOT/proto-tests/js"
+# deploy/check.sh's Python tools (kubernetes-validate), apart from the test venv.
+DEPLOY_VENV="$QUARANTINE_CACHE/deploy-venv"
+
+# The release build of the binary (profile.release in Cargo.toml: thin LTO, 4 codegen
+# units). The Containerfile's build stage runs exactly this command; deploy/check.sh
+# compares them.
+RELEASE_BUILD="cargo build --release --locked --bin quarantine"
+# The image scripts/build-image.sh tags and the manifests reference.
+QUARANTINE_VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO_ROOT/Cargo.toml" | head -n 1)"
+IMAGE="quarantine:$QUARANTINE_VERSION"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

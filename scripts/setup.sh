@@ -66,6 +66,29 @@ install_venv() {
     echo "$want" > "$VENV/.installed"
 }
 
+# What deploy/check.sh runs: promtool (Debian: prometheus), amtool (Debian:
+# prometheus-alertmanager), kubernetes-validate and hadolint (PyPI, in their own venv).
+install_deploy_tools() {
+    local missing=()
+    command -v promtool >/dev/null || missing+=(prometheus)
+    command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+    local req="$REPO_ROOT/deploy/requirements.txt"
+    local want
+    want="$(sha256_of "$req") $(python3 -c 'import sys; print(sys.version.split()[0])')"
+    if [ -x "$DEPLOY_VENV/bin/kubernetes-validate" ] \
+        && [ "$(cat "$DEPLOY_VENV/.installed" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    log "creating the deploy-tools venv in $DEPLOY_VENV"
+    rm -rf "$DEPLOY_VENV"
+    python3 -m venv "$DEPLOY_VENV"
+    "$DEPLOY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$DEPLOY_VENV/.installed"
+}
+
 install_js() {
     local lock="$JS_DIR/package-lock.json"
     local want
@@ -82,5 +105,6 @@ ensure_tools
 install_tansu
 install_venv
 install_js
+install_deploy_tools
 "$TANSU_BIN" --version | grep -q '^tansu 0\.6\.0' || die "unexpected tansu version"
 log "setup ok: $("$TANSU_BIN" --version), $("$PY" -c 'import confluent_kafka as c; print("librdkafka", c.libversion()[0])'), node $(node --version)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing (scripts/setup.sh), builds the binaries, checks
-# format and lints (cargo fmt, cargo clippy), runs the Rust tests (cargo test), then the protocol tests with real clients against a real
+# format and lints (cargo fmt, cargo clippy), checks deploy/ (deploy/check.sh), runs the Rust tests (cargo test), then the protocol tests with real clients against a real
 # broker through the proxy (pytest proto-tests). Exits non-zero if anything failed.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k kafkajs`.
 set -euo pipefail
@@ -31,6 +31,11 @@ fi
 
 log "import circles (scripts/check-imports.py)"
 "$PY" "$REPO_ROOT/scripts/check-imports.py" || status=1
+
+# deploy/: manifests, rules, dashboard, Alertmanager routing (a few seconds). The tools
+# come from scripts/setup.sh; only kubectl (no registry here has it) may be missing.
+log "deploy/check.sh"
+PATH="$DEPLOY_VENV/bin:$PATH" QUARANTINE_DEPLOY_CHECK_STRICT=1 "$REPO_ROOT/deploy/check.sh" || status=1
 
 log "cargo test"
 # The Rust tests against the real broker and real clients must run, never skip.

@@ -84,7 +84,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         addr: proxy.config.proxy.listen.clone(),
         source,
     })?;
-    tracing::info!(listen = %listen, upstream = ?proxy.config.upstream.bootstrap_servers, "quarantine listening");
+    tracing::info!(listen = %listen, upstream = %proxy.config.upstream.bootstrap_servers.join(","), "quarantine listening");
     let mut tasks = vec![tokio::spawn(crate::route::serve::run(
         proxy.clone(),
         bootstrap,
@@ -93,7 +93,15 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let mut admin = None;
     if let Some(l) = admin_listener {
         admin = l.local_addr().ok();
-        tracing::info!(admin = ?admin, "admin server listening");
+        if let Some(addr) = admin {
+            tracing::info!(admin = %addr, "admin server listening");
+            if crate::ops::admin::exposed_without_token(addr, proxy.config.admin.token.as_deref()) {
+                tracing::warn!(
+                    admin = %addr,
+                    "the admin API listens beyond loopback without admin.token: anyone who reaches this port can quarantine and release records; set admin.token (or QUARANTINE__ADMIN__TOKEN) or listen on 127.0.0.1"
+                );
+            }
+        }
         let router = crate::ops::admin::router(proxy.clone()).merge(
             crate::watch::admin_api::routes(watch.clone(), proxy.config.admin.token.clone()),
         );

@@ -50,6 +50,8 @@ enum Command {
     Searches(quarantine::cli::searches::SearchesArgs),
     /// Show or re-arm the deploy guards of a running proxy (through its admin API).
     Guard(quarantine::cli::guard::GuardArgs),
+    /// Add the quarantine sidecar to Kubernetes workloads (YAML from files or stdin).
+    Inject(quarantine::cli::inject::InjectArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,9 +60,12 @@ fn main() -> ExitCode {
         Command::Dlq(args) => quarantine::cli::dlq::run_cli(args),
         Command::Searches(args) => quarantine::cli::searches::run_cli(args),
         Command::Guard(args) => quarantine::cli::guard::run_cli(args),
+        Command::Inject(args) => quarantine::cli::inject::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
-                println!("{}: ok", file.display());
+                use std::io::Write;
+                // A closed stdout (`| head -0`) must not turn a valid config into a panic.
+                let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(e),
@@ -72,18 +77,16 @@ fn main() -> ExitCode {
             admin_listen,
             log_format,
         } => {
-            let mut env: Vec<(String, String)> = std::env::vars().collect();
-            for (key, value) in [
-                ("PROXY__LISTEN", listen),
-                ("UPSTREAM__BOOTSTRAP_SERVERS", upstream),
-                ("ADMIN__LISTEN", admin_listen),
-                ("LOG__FORMAT", log_format),
-            ] {
-                if let Some(v) = value {
-                    env.push((format!("{}{key}", quarantine::config::ENV_PREFIX), v));
-                }
-            }
-            let config = match Config::load(config.as_deref(), env) {
+            let flags: Vec<(&str, &str, String)> = [
+                ("--listen", "proxy.listen", listen),
+                ("--upstream", "upstream.bootstrap_servers", upstream),
+                ("--admin-listen", "admin.listen", admin_listen),
+                ("--log-format", "log.format", log_format),
+            ]
+            .into_iter()
+            .filter_map(|(flag, key, value)| value.map(|v| (flag, key, v)))
+            .collect();
+            let config = match Config::load_with_flags(config.as_deref(), std::env::vars(), flags) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -91,7 +94,9 @@ fn main() -> ExitCode {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("quarantine: cannot start the runtime: {e}");
+                    quarantine::ops::logging::stderr_line(&format!(
+                        "quarantine: cannot start the runtime: {e}"
+                    ));
                     return ExitCode::FAILURE;
                 }
             };
@@ -101,21 +106,12 @@ fn main() -> ExitCode {
 }
 
 fn config_error(e: ConfigError) -> ExitCode {
-    eprintln!("quarantine: {e}");
+    quarantine::ops::logging::stderr_line(&format!("quarantine: {e}"));
     ExitCode::from(EX_USAGE)
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QUARANTINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    quarantine::ops::logging::init(&config.log.format, &config.log.level);
 }
 
 async fn run(config: Config) -> ExitCode {

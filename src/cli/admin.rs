@@ -191,7 +191,7 @@ pub fn run_blocking(
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
+            crate::ops::logging::stderr_line(&format!("{name}: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -202,11 +202,11 @@ pub fn run_blocking(
             ExitCode::SUCCESS
         }
         Err(e @ (AdminError::Usage(_) | AdminError::Config(_))) => {
-            eprintln!("{name}: {e}");
+            crate::ops::logging::stderr_line(&format!("{name}: {e}"));
             ExitCode::from(EX_USAGE)
         }
         Err(e) => {
-            eprintln!("{name}: {e}");
+            crate::ops::logging::stderr_line(&format!("{name}: {e}"));
             ExitCode::FAILURE
         }
     }

@@ -4,4 +4,5 @@
 pub(crate) mod admin;
 pub mod dlq;
 pub mod guard;
+pub mod inject;
 pub mod searches;

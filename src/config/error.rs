@@ -25,6 +25,17 @@ pub enum ConfigError {
         /// What is wrong with its value.
         message: String,
     },
+    /// A value set by an environment variable (or a command-line flag) is not acceptable:
+    /// names what the user set, and the key it overrides.
+    #[error("invalid value in {source_name} (config key `{key}`): {message}")]
+    Override {
+        /// `environment variable QUARANTINE__PROXY__LISTEN` or `flag --listen`.
+        source_name: String,
+        /// Dotted path of the key, e.g. `proxy.listen`.
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 impl ConfigError {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::cluster::sasl::{Credentials, Mechanism};
 
@@ -306,6 +306,17 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Self::load_with_flags(path, env, Vec::new())
+    }
+
+    /// [`Config::load`], then command-line `flags` on top: `(flag, dotted key, value)`,
+    /// e.g. `("--listen", "proxy.listen", "0.0.0.0:9092")`. An error about a value set by
+    /// a variable or a flag names that variable or flag.
+    pub fn load_with_flags(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Vec<(&str, &str, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut tree = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -315,17 +326,23 @@ impl Config {
                 if text.trim().is_empty() {
                     Value::Mapping(Default::default())
                 } else {
-                    serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?
+                    serde_norway::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?
                 }
             }
             None => Value::Mapping(Default::default()),
         };
-        apply_env(&mut tree, env)?;
+        let mut origins = apply_env_sourced(&mut tree, env)?;
+        for (flag, key, value) in flags {
+            let path: Vec<String> = key.split('.').map(String::from).collect();
+            set_path(&mut tree, &path, Value::String(value));
+            origins.retain(|(k, _)| k != key);
+            origins.push((key.to_string(), format!("flag {flag}")));
+        }
         let base_dir = path
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::from_value_in(tree, base_dir)
+        Self::from_value_in(tree, base_dir).map_err(|e| name_override(e, &origins))
     }
 
     /// Parses an already-merged YAML tree and validates it.
@@ -517,6 +534,16 @@ pub fn apply_env(
     tree: &mut Value,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
+    apply_env_sourced(tree, env).map(|_| ())
+}
+
+/// [`apply_env`], returning which variable set which dotted key (`(key, "environment
+/// variable NAME")`), for error messages.
+pub fn apply_env_sourced(
+    tree: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut origins: Vec<(String, String)> = Vec::new();
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -528,11 +555,42 @@ pub fn apply_env(
         let value = if VERBATIM_ENV_KEYS.contains(&path.join(".").as_str()) {
             Value::String(raw)
         } else {
-            serde_yaml::from_str(&raw).unwrap_or(Value::String(raw))
+            serde_norway::from_str(&raw).unwrap_or(Value::String(raw))
         };
         set_path(tree, &path, value);
+        let key = path.join(".");
+        origins.retain(|(k, _)| *k != key);
+        origins.push((key, format!("environment variable {name}")));
     }
-    Ok(())
+    Ok(origins)
+}
+
+/// Whether the error key `key` is about the value at dotted path `set` (the same key, or a
+/// field or element under it).
+fn key_within(key: &str, set: &str) -> bool {
+    key == set
+        || key
+            .strip_prefix(set)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Rewrites an error about a key set by a variable or flag to name that variable or flag.
+fn name_override(e: ConfigError, origins: &[(String, String)]) -> ConfigError {
+    let ConfigError::Invalid { key, message } = e else {
+        return e;
+    };
+    let origin = origins
+        .iter()
+        .filter(|(set, _)| key_within(&key, set))
+        .max_by_key(|(set, _)| set.len());
+    match origin {
+        Some((_, source_name)) => ConfigError::Override {
+            source_name: source_name.clone(),
+            key,
+            message,
+        },
+        None => ConfigError::Invalid { key, message },
+    }
 }
 
 /// Sets a dotted path in a YAML tree, creating mappings as needed.
@@ -559,7 +617,7 @@ mod tests {
     use super::*;
 
     fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut tree: Value = serde_yaml::from_str(yaml).unwrap();
+        let mut tree: Value = serde_norway::from_str(yaml).unwrap();
         apply_env(
             &mut tree,
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
@@ -673,7 +731,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pw"), "from file\n").unwrap();
         let yaml = "upstream: {sasl: {mechanism: PLAIN, username: q, password_file: pw}}";
-        let tree: Value = serde_yaml::from_str(yaml).unwrap();
+        let tree: Value = serde_norway::from_str(yaml).unwrap();
         let c = Config::from_value_in(tree, dir.clone());
         std::fs::remove_dir_all(&dir).unwrap();
         let creds = c.unwrap().upstream.sasl.unwrap().credentials().unwrap();
@@ -759,5 +817,58 @@ mod tests {
         assert_eq!(c.node_port(7), Some(4000));
         assert_eq!(c.node_port(536), None);
         assert_eq!(c.node_port(1), Some(65001));
+    }
+
+    #[test]
+    fn override_errors_name_the_variable_or_flag() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = Config::load(None, env(&[("QUARANTINE__PROXY__LISTEN", "nowhere")])).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("QUARANTINE__PROXY__LISTEN"), "{text}");
+        assert!(text.contains("proxy.listen"), "{text}");
+        let e = Config::load(
+            None,
+            env(&[("QUARANTINE__UPSTREAM__BOOTSTRAP_SERVERS", "a:1,nohost")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("QUARANTINE__UPSTREAM__BOOTSTRAP_SERVERS"), "{e}");
+        let e = Config::load(None, env(&[("QUARANTINE__PROXY__LISEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("QUARANTINE__PROXY__LISEN"), "{e}");
+        // A flag wins over the variable and is the one named.
+        let e = Config::load_with_flags(
+            None,
+            env(&[("QUARANTINE__PROXY__LISTEN", "127.0.0.1:1")]),
+            vec![("--listen", "proxy.listen", "nowhere".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("flag --listen") && !e.contains("QUARANTINE__"),
+            "{e}"
+        );
+        // Errors about keys nobody overrode still name only the key.
+        let e = Config::load(None, env(&[("QUARANTINE__LOG__FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("QUARANTINE__LOG__FORMAT"), "{e}");
+        let c = Config::load_with_flags(
+            None,
+            Vec::new(),
+            vec![(
+                "--upstream",
+                "upstream.bootstrap_servers",
+                "b:1, c:2".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.upstream.bootstrap_servers, vec!["b:1", "c:2"]);
     }
 }

@@ -148,6 +148,10 @@ pub struct Metrics {
     pub member_leaves_skipped: Family<SkipLabel, Counter>,
     /// Last time (unix seconds) the admin server rendered metrics; keeps a cheap liveness clue.
     pub scrapes: Counter<u64, AtomicU64>,
+    /// 1 when `/ready` would answer 200, else 0 (set at each scrape and probe).
+    pub ready: Gauge,
+    /// Partitions detection is working on, by group/topic/partition/phase (bounded).
+    pub partition_states: crate::ops::collectors::PartitionStates,
 }
 
 impl Default for Metrics {
@@ -159,7 +163,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("quarantine");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("quarantine");
         let latency = || Histogram::new(exponential_buckets(0.000_025, 2.0, 20));
         let m = Metrics {
             connections_open: Gauge::default(),
@@ -192,6 +197,8 @@ impl Metrics {
             member_leave_failures: Family::default(),
             member_leaves_skipped: Family::default(),
             scrapes: Counter::default(),
+            ready: Gauge::default(),
+            partition_states: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -332,7 +339,18 @@ impl Metrics {
             "Times /metrics was rendered",
             m.scrapes.clone(),
         );
-        Metrics { registry, ..m }
+        registry.register(
+            "ready",
+            "1 when /ready answers 200: the cluster answered Metadata, every broker-node listener is bound, the state topic is read",
+            m.ready.clone(),
+        );
+        registry.register_collector(Box::new(m.partition_states.clone()));
+        registry.register_collector(Box::new(crate::ops::collectors::BuildInfo));
+        root.register_collector(Box::new(crate::ops::collectors::ProcessCollector));
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// Counts one error of `kind`.
@@ -421,6 +439,32 @@ mod tests {
         );
         assert!(
             text.contains("quarantine_requests_total{api=\"Fetch\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("quarantine_ready 0"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "quarantine_build_info{{version=\"{}\",commit=",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        assert!(
+            text.contains("quarantine_partition_state_omitted 0"),
+            "{text}"
+        );
+        m.partition_states
+            .set(vec![crate::ops::collectors::PartitionStateLabels {
+                group: "g".into(),
+                topic: "orders".into(),
+                partition: "3".into(),
+                phase: "isolating",
+            }]);
+        let text = m.render();
+        assert!(
+            text.contains("quarantine_partition_state{group=\"g\",topic=\"orders\",partition=\"3\",phase=\"isolating\"} 1"),
             "{text}"
         );
         assert_eq!(api_name(1), "Fetch");

@@ -39,6 +39,24 @@ pub async fn probe<H: Hooks>(proxy: Arc<Proxy<H>>) {
             }
         }
     }
+    retry_unbound(&proxy).await;
+}
+
+/// While a broker-node listener is not bound (its port was taken), asks for Metadata again
+/// every few seconds: learning the brokers retries the bind, and `/ready` turns 200 once
+/// every listener is open.
+async fn retry_unbound<H: Hooks>(proxy: &Proxy<H>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = proxy.shutdown.cancelled() => return,
+        }
+        if !proxy.nodes.unbound().is_empty() {
+            if let Err(e) = ask(proxy).await {
+                tracing::debug!(error = %e, "metadata for the listener retry failed");
+            }
+        }
+    }
 }
 
 /// The client id of the probe's connections.

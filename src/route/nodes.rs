@@ -159,6 +159,19 @@ impl NodeRegistry {
         v
     }
 
+    /// Known nodes whose local listener is not open (its bind failed): every partition
+    /// those brokers lead is unreachable through this proxy until it opens. Sorted ids.
+    pub fn unbound(&self) -> Vec<i32> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<i32> = nodes
+            .iter()
+            .filter(|(_, n)| !n.listening)
+            .map(|(id, _)| *id)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Records the real addresses of `brokers`, makes sure each has a listening local port,
     /// and returns the proxy address to advertise for each node.
     pub async fn learn(&self, brokers: &[(i32, String, u16)]) -> HashMap<i32, (String, u16)> {
@@ -177,7 +190,7 @@ impl NodeRegistry {
                     listening: false,
                 });
                 if node.upstream != (host.clone(), *port) {
-                    tracing::info!(node_id = id, old = ?node.upstream, new = %format!("{host}:{port}"), "broker address changed");
+                    tracing::info!(node_id = id, old = %format!("{}:{}", node.upstream.0, node.upstream.1), new = %format!("{host}:{port}"), "broker address changed");
                     node.upstream = (host.clone(), *port);
                 }
                 if !node.listening {

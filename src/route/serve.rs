@@ -67,7 +67,7 @@ async fn accept<H: Hooks>(proxy: Arc<Proxy<H>>, listener: TcpListener, target: T
         |socket, peer| {
             let this = proxy.clone();
             let id = proxy.next_conn_id();
-            let span = tracing::info_span!("conn", id, client = %peer, node = ?node_of(target));
+            let span = tracing::info_span!("conn", id, client = %peer, node = node_of(target));
             proxy
                 .tasks
                 .spawn(async move { serve(this, socket, peer, target, id).await }.instrument(span));

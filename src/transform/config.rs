@@ -43,7 +43,7 @@ pub struct TransformConfig {
 impl TransformConfig {
     /// Parse the YAML text of a `TransformConfig` (a mapping with a `pipelines` list).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::new("pipelines", e.to_string()))
+        serde_norway::from_str(text).map_err(|e| ConfigError::new("pipelines", e.to_string()))
     }
 }
 

@@ -93,6 +93,22 @@ async fn quarantine(
     if !authorized(&api, &headers) {
         return unauthorized();
     }
+    use super::source_check::{check_record, check_shape};
+    let checked = match check_shape(&body.group, &body.topic, body.partition, body.offset) {
+        Ok(()) => {
+            check_record(
+                api.watch.diverter.cluster(),
+                &body.topic,
+                body.partition,
+                body.offset,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
+        return (e.status(), format!("{e}\n")).into_response();
+    }
     match api.watch.quarantine_by_hand(&body).await {
         Ok(q) => (StatusCode::CREATED, Json(q)).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
@@ -106,6 +122,9 @@ async fn release(
 ) -> Response {
     if !authorized(&api, &headers) {
         return unauthorized();
+    }
+    if let Err(e) = super::source_check::check_shape(&group, &topic, partition, offset) {
+        return (e.status(), format!("{e}\n")).into_response();
     }
     match api
         .watch

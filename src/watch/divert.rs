@@ -134,6 +134,11 @@ pub struct Diverter {
 }
 
 impl Diverter {
+    /// The cluster it writes through (also read by the admin API's checks).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
     /// A diverter writing through `cluster`.
     pub fn new(
         cluster: Arc<Cluster>,
@@ -244,7 +249,8 @@ impl Diverter {
             timestamp: record.timestamp,
         };
         let style: HeaderStyle =
-            serde_yaml::from_str(&self.policy.config.dead_letter.header_style).unwrap_or_default();
+            serde_norway::from_str(&self.policy.config.dead_letter.header_style)
+                .unwrap_or_default();
         let limits = HeaderLimits {
             max_value_bytes: self.policy.config.dead_letter.max_header_bytes,
         };
@@ -302,7 +308,7 @@ impl Diverter {
             "record quarantined: written to the dead-letter topic and hidden from the group"
         );
         if self.policy.config.log_payloads {
-            tracing::info!(offset = req.offset, key = ?record.key, value = ?record.value, "quarantined payload");
+            tracing::info!(offset = req.offset, key = %record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default(), value = %record.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default(), "quarantined payload");
         }
         Ok(q)
     }

@@ -518,10 +518,10 @@ pub(crate) fn report(metrics: &Metrics, r: &Report) {
                     group: r.key.group.clone(),
                 })
                 .inc();
-            tracing::warn!(group = %r.key.group, topic = %r.key.topic, partition = r.key.partition, event = ?r.event, "commit stalled while records were delivered");
+            tracing::warn!(group = %r.key.group, topic = %r.key.topic, partition = r.key.partition, event = %r.event, "commit stalled while records were delivered");
         }
         _ => {
-            tracing::info!(group = %r.key.group, topic = %r.key.topic, partition = r.key.partition, event = ?r.event, "detection");
+            tracing::info!(group = %r.key.group, topic = %r.key.topic, partition = r.key.partition, event = %r.event, "detection");
         }
     }
 }

@@ -64,7 +64,7 @@ impl ConsumerWatch {
                 .collect();
             tracing::warn!(
                 group = %key.group, topic = %key.topic, partition = key.partition, offset = poison.offset,
-                signal = ?trip.signal, why = %trip.signal, diverted_before = %diverted.join(","),
+                signal = trip.signal.name(), why = %trip.signal, diverted_before = %diverted.join(","),
                 replay = %self.replay_commands(&trip).join(" ; "),
                 "deploy guard tripped: the consumer is broken, not the data; quarantine has paused diverting for this group and delivers every record as the broker has it. Roll back the deploy; the guard re-arms when the group commits past the refused record"
             );

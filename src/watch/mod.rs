@@ -16,6 +16,7 @@ pub(crate) mod guard;
 mod guarding;
 pub mod policy;
 pub mod searches;
+pub(crate) mod source_check;
 pub(crate) mod store;
 pub(crate) mod topics;
 
@@ -578,6 +579,25 @@ impl ConsumerWatch {
         self.metrics
             .partitions_isolated
             .set(detector.isolated_partitions() as i64);
+        let states = detector
+            .searches()
+            .into_iter()
+            .filter_map(|(key, status)| {
+                let phase = match status.phase {
+                    crate::detect::Phase::Normal => return None,
+                    crate::detect::Phase::Suspect => "suspect",
+                    crate::detect::Phase::Isolating => "isolating",
+                    crate::detect::Phase::Diverting => "diverting",
+                };
+                Some(crate::ops::collectors::PartitionStateLabels {
+                    group: key.group,
+                    topic: key.topic,
+                    partition: key.partition.to_string(),
+                    phase,
+                })
+            })
+            .collect();
+        self.metrics.partition_states.set(states);
     }
 }
 

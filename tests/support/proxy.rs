@@ -43,7 +43,7 @@ pub fn free_node_port_base(ids: &[i32]) -> u16 {
 
 /// Starts a proxy from a YAML config text.
 pub async fn start_proxy(yaml: &str) -> App {
-    let tree: serde_yaml::Value = serde_yaml::from_str(yaml).expect("test config is YAML");
+    let tree: serde_norway::Value = serde_norway::from_str(yaml).expect("test config is YAML");
     let config = Config::from_value(tree).expect("test config is valid");
     quarantine::app::start(config).await.expect("proxy starts")
 }

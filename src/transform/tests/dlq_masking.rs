@@ -6,7 +6,7 @@ use super::support::{compile, json, record};
 use crate::transform::{mask_for_dlq, MaskConfig, MaskReport, Unparseable};
 
 fn mask(yaml: &str) -> MaskConfig {
-    let m: MaskConfig = serde_yaml::from_str(yaml).expect("mask YAML parses");
+    let m: MaskConfig = serde_norway::from_str(yaml).expect("mask YAML parses");
     m.validate().expect("mask is valid");
     m
 }

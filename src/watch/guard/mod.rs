@@ -137,6 +137,16 @@ pub enum Signal {
     Ratio,
 }
 
+impl Signal {
+    /// The short name, as in the admin API (`consecutive`, `ratio`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Consecutive => "consecutive",
+            Signal::Ratio => "ratio",
+        }
+    }
+}
+
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

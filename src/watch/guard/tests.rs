@@ -353,16 +353,16 @@ fn max_consecutive_is_configurable() {
 
 #[test]
 fn config_reads_durations_and_validation_names_the_key() {
-    let cfg: GuardConfig = serde_yaml::from_str("{}").unwrap();
+    let cfg: GuardConfig = serde_norway::from_str("{}").unwrap();
     assert_eq!(cfg, GuardConfig::default());
     let cfg: GuardConfig =
-        serde_yaml::from_str("{max_consecutive: 5, window: 10m, max_ratio: 0.2}").unwrap();
+        serde_norway::from_str("{max_consecutive: 5, window: 10m, max_ratio: 0.2}").unwrap();
     assert_eq!(cfg.max_consecutive, 5);
     assert_eq!(cfg.window, Duration::from_secs(600));
-    let cfg: GuardConfig = serde_yaml::from_str("{window: 1500}").unwrap();
+    let cfg: GuardConfig = serde_norway::from_str("{window: 1500}").unwrap();
     assert_eq!(cfg.window, Duration::from_millis(1500));
-    assert!(serde_yaml::from_str::<GuardConfig>("{window: soon}").is_err());
-    assert!(serde_yaml::from_str::<GuardConfig>("{max_consecutve: 2}").is_err());
+    assert!(serde_norway::from_str::<GuardConfig>("{window: soon}").is_err());
+    assert!(serde_norway::from_str::<GuardConfig>("{max_consecutve: 2}").is_err());
     let bad = |c: GuardConfig| c.validate().unwrap_err().key;
     assert_eq!(
         bad(GuardConfig {
