@@ -446,5 +446,27 @@ def test_share_group_apis_pass_through_untouched(stack):
     for key, body in bodies.items():
         got = stack.gate.raw[key][before[key]:]
         assert got == [body], f"request of api {key} changed on its way: {got} != {body}"
+
+    # A leader change names a broker (node_endpoints): the one thing the proxy rewrites, so
+    # that the client keeps talking to the proxy.
+    def share_answer(key: int, port: int) -> bytes:
+        lock = struct.pack(">i", 15000) if key == SHARE_FETCH else b""
+        endpoint = struct.pack(">i", 111) + c_str("127.0.0.1") + struct.pack(">i", port)
+        return (struct.pack(">ih", 0, 0) + c_str(None) + lock + c_len(0) + c_len(1) + endpoint
+                + c_str(None) + b"\x00" + b"\x00")
+
+    saved = dict(stack.gate.canned)
+    try:
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            for key in (SHARE_FETCH, SHARE_ACKNOWLEDGE):
+                stack.gate.canned[key] = share_answer(key, stack.gate.port)
+                sock.sendall(flexible_request(key, 1, 7, bodies[key]))
+                resp = wire.read_frame(sock)
+                assert resp is not None
+                assert resp[4:] == b"\x00" + share_answer(key, stack.proxy.node_port), (
+                    f"api {key}: broker address not rewritten to the proxy's")
+    finally:
+        stack.gate.canned.clear()
+        stack.gate.canned.update(saved)
     # Share groups are not "detected": the proxy never saw a consumer group named share-g.
     assert not [q for q in quarantined(stack.proxy) if q["group"] == "share-g"]
