@@ -50,9 +50,9 @@ class Kip848Stack:
     """tansu, the KIP-848 gate the broker advertises as itself, and a watching proxy in
     front of the gate."""
 
-    def __init__(self, workdir, watch: str):
+    def __init__(self, workdir, watch: str, session_timeout_ms: int = GATE_SESSION_MS):
         tansu_port = free_port()
-        self.gate = Kip848Gate("127.0.0.1", tansu_port, session_timeout_ms=GATE_SESSION_MS,
+        self.gate = Kip848Gate("127.0.0.1", tansu_port, session_timeout_ms=session_timeout_ms,
                                extra_apis={k: (1, 1) for k in CANNED}, canned=CANNED).start()
         self.tansu = Tansu(port=tansu_port, advertised_port=self.gate.port,
                            workdir=workdir / "tansu")
@@ -400,6 +400,47 @@ def test_healthy_consumer_protocol_never_diverted(stack, healthy_outcomes, name)
     assert [q for q in quarantined(stack.proxy) if q["topic"] == topic] == []
     assert metric_for(stack.proxy, "quarantine_records_diverted_total", topic=topic) == 0
     assert any(g == f"{topic}.g" and "join" in e for g, _m, e in stack.gate.events)
+
+
+# --- fast failover: the proxy's KIP-848 leave heartbeat -------------------------------------
+
+@pytest.fixture(scope="module")
+def failover_stack(tmp_path_factory):
+    """A second stack whose coordinator waits 120 s for a silent member, so only the
+    proxy's leave can end a crashed member's session early."""
+    watch = watch_yaml() + "  fast_failover:\n    enabled: true\n    grace: 1s\n"
+    s = Kip848Stack(tmp_path_factory.mktemp("kip848-failover"), watch,
+                    session_timeout_ms=120_000).start()
+    yield s
+    s.stop()
+
+
+@pytest.mark.timeout(240)
+def test_fast_failover_leaves_for_a_crashed_kip848_member(failover_stack, tmp_path):
+    stack = failover_stack
+    topic = new_topic(stack.bootstrap, 2)
+    group = topic + ".g"
+    produced = produce(stack.bootstrap, topic, order_items(2, 60))
+    app = start_app(stack, "rdkafka", tmp_path, "failover", topic=topic, group=group,
+                    mode="ok", commit="each", sleep_ms=20, group_protocol="consumer")
+    diag = lambda: diagnose(stack, app)() + "\n" + stack.gate.summary()  # noqa: E731
+    try:
+        wait_for(lambda: len(app.processed()) >= 10 and len(stack.gate.members(group)) == 1,
+                 90, "the app to work as the group's one member", diag)
+        (crashed,) = stack.gate.members(group)
+        app.kill_current()  # SIGKILL: no leave heartbeat from the client
+        wait_for(lambda: any(g == group and m == crashed and not e.startswith("join")
+                             for g, m, e in stack.gate.events),
+                 90, f"member {crashed} to be removed", diag)
+        wait_caught_up(stack, group, topic, end_offsets(produced, 2), 120, diag)
+    finally:
+        app.stop()
+    removal = [e for g, m, e in stack.gate.events if g == group and m == crashed
+               and not e.startswith("join") and not e.startswith("metadata")]
+    # The proxy's leave heartbeat (epoch -1) removed it, not the 120 s session timeout.
+    assert removal and removal[0].startswith("leave"), removal
+    assert metric_for(stack.proxy, "quarantine_member_leaves_sent_total", group=group) >= 1
+    check_nothing_lost(produced, app.processed(), [])
 
 
 # --- share groups: passed through untouched ---------------------------------------------------
