@@ -628,7 +628,8 @@ class Kip848Gate:
             if m is None:
                 return UNKNOWN_MEMBER_ID, f"member {mid} is not in group {gid}", None, None
             if epoch == STATIC_LEAVE and m.instance_id:
-                m.epoch = STATIC_LEAVE
+                # Its place is kept: the epoch it had comes back with its successor.
+                m.previous_epoch, m.epoch = m.epoch, STATIC_LEAVE
                 m.last_heartbeat = now
                 self._event(gid, mid, "static-leave")
                 return NONE, None, Member(mid, m.instance_id, m.client_id, [], 0, None,

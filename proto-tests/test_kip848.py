@@ -226,6 +226,37 @@ def test_two_members_rebalance(stack, via):
         b.close()
 
 
+@pytest.mark.timeout(180)
+def test_static_member_keeps_its_place(stack, via):
+    """A static member (``group.instance.id``) closes with the epoch -2 heartbeat; started
+    again with the same instance id, it takes its place back: same partitions, no group
+    epoch bump, and it resumes from its commits."""
+    topic = new_topic(via, 2)
+    group = topic + ".g"
+    values = [f"v{i}".encode() for i in range(40)]
+    produce_values(via, topic, 2, values)
+    conf = {"bootstrap.servers": via, "group.id": group, "group.instance.id": "orders-0",
+            **CONSUMER}
+    c = Consumer(conf)
+    c.subscribe([topic])
+    try:
+        got = drain([c], 20)
+    finally:
+        c.close()
+    (member,) = stack.gate.members(group).values()
+    assert member["epoch"] == -2, f"static member did not leave with epoch -2: {member}"
+    epoch_before = stack.gate.group_epoch(group)
+    c = Consumer(conf)
+    c.subscribe([topic])
+    try:
+        got += drain([c], 20)
+    finally:
+        c.close()
+    assert sorted(v for _, _, v in got) == sorted(values)
+    assert any(g == group and e.startswith("replaces") for g, _m, e in stack.gate.events)
+    assert stack.gate.group_epoch(group) == epoch_before
+
+
 # --- the member-epoch checks, raw -----------------------------------------------------------
 
 def flexible_request(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
