@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import kafka_wire as wire
 from apps.supervisor import start_app
 from harness import Tansu, free_port
-from kip848_gate import Kip848Gate, Reader, c_len, c_str
+from kip848_gate import Group, Kip848Gate, Member, Reader, assign, c_len, c_str, pairs
 from poison_support import (REASONS, Offsets, WatchedQuarantine, check_dlq, check_nothing_lost,
                             diagnose, end_offsets, is_poison, metric_for, order_items,
                             partition_count, produce, quarantined, wait_caught_up, wait_for,
@@ -143,6 +143,39 @@ def drain(consumers: list[Consumer], want: int, timeout: float = 90,
             if commit:
                 c.commit(message=msg, asynchronous=False)
     return got
+
+
+# --- the gate's assignors (pure logic) --------------------------------------------------------
+
+def group_of(subscriptions: dict[str, list[str]], topics: dict[str, int]) -> Group:
+    g = Group("g", metadata={name: (bytes([i + 1]) * 16, n)
+                             for i, (name, n) in enumerate(sorted(topics.items()))})
+    for mid, subscribed in subscriptions.items():
+        g.members[mid] = Member(mid, None, "c", subscribed, 30000, None)
+    return g
+
+
+@pytest.mark.parametrize("assignor", ["uniform", "range"])
+def test_assignors_cover_every_partition_once(assignor):
+    g = group_of({"a": ["x", "y"], "b": ["x"], "c": ["x", "y"]}, {"x": 5, "y": 3})
+    target = assign(g, assignor)
+    owned = [tp for m in target.values() for tp in pairs(m)]
+    assert len(owned) == len(set(owned)) == 8
+    y = g.metadata["y"][0]
+    assert not any(t == y for t, _ in pairs(target["b"])), "b got a topic it did not subscribe"
+    sizes = sorted(len(pairs(m)) for m in target.values())
+    assert sizes[-1] - sizes[0] <= 1 if assignor == "uniform" else sum(sizes) == 8
+
+
+def test_uniform_is_sticky_when_a_member_joins():
+    g = group_of({"a": ["x"], "b": ["x"]}, {"x": 6})
+    g.target = assign(g, "uniform")
+    before = {m: pairs(a) for m, a in g.target.items()}
+    g.members["c"] = Member("c", None, "c", ["x"], 30000, None)
+    after = {m: pairs(a) for m, a in assign(g, "uniform").items()}
+    assert [len(after[m]) for m in "abc"] == [2, 2, 2]
+    # a and b only gave partitions up; nothing moved between them.
+    assert after["a"] <= before["a"] and after["b"] <= before["b"]
 
 
 # --- the basic consumer flow, direct and through the proxy ------------------------------------
