@@ -69,13 +69,15 @@ def idle_long_polls(stack, logdir):
     return topic, first + second, [app]
 
 
-def rebalances(stack, logdir):
+def rebalances(stack, logdir, **app_spec):
     """Three librdkafka members on 4 partitions: b and c join while a works, a leaves
-    cleanly, b is killed (no LeaveGroup) and restarted by its supervisor."""
+    cleanly, b is killed (no LeaveGroup) and restarted by its supervisor. ``app_spec`` adds
+    to the apps' spec (e.g. ``group_protocol``)."""
     topic = new_topic(stack, "rebalance", 4)
     produced = produce(stack.bootstrap, topic, order_items(4, 300), **{"linger.ms": 20})
     group = topic + ".g"
-    spec = dict(topic=topic, group=group, mode="ok", commit="each", sleep_ms=10, **QUICK)
+    spec = dict(topic=topic, group=group, mode="ok", commit="each", sleep_ms=10,
+                **{**QUICK, **app_spec})
     a = start_app(stack, "rdkafka", logdir, "rebalance-a", client_id="member-a", **spec)
     apps: list[Supervisor] = [a]
     try:
@@ -99,13 +101,13 @@ def rebalances(stack, logdir):
     return topic, produced, apps
 
 
-def clean_restarts(stack, logdir):
+def clean_restarts(stack, logdir, **app_spec):
     """librdkafka commits 40 records, closes and exits; its supervisor starts it again;
     five times over, each time re-fetching from its commit (records it had prefetched)."""
     topic = new_topic(stack, "restarts", 1)
     produced = produce(stack.bootstrap, topic, order_items(1, 200))
     app = start_app(stack, "rdkafka", logdir, "restarts", topic=topic, group=topic + ".g",
-                    mode="ok", commit="each", exit_after=40, **QUICK)
+                    mode="ok", commit="each", exit_after=40, **{**QUICK, **app_spec})
     try:
         wait_caught_up(stack, topic + ".g", topic, end_offsets(produced, 1), 150,
                        diagnose(stack, app))

@@ -18,7 +18,9 @@ commit after every record; ``auto``: offsets stored after processing, auto-commi
 ``auto_commit_ms``; ``batch``: ``consume(num_messages=consume_batch)`` and one synchronous
 commit of the batch's positions after the whole batch), sleep_ms (per record), flaky_failures (a record whose value has
 ``"flaky": true`` fails that many times, each followed by a seek back, then succeeds),
-exit_after (commit and exit 0 after that many records), client_id.
+exit_after (commit and exit 0 after that many records), client_id, group_protocol
+(``classic``, the default, or ``consumer``: KIP-848, where the coordinator decides session
+timeout and heartbeat interval).
 
 It prints one JSON object per line: ``start``, ``assigned``, ``processed`` (before the
 record's commit or offset store), ``poison``, ``retry``, ``exit``. SIGTERM closes the
@@ -68,6 +70,10 @@ conf = {
 }
 if spec.get("instance_id"):
     conf["group.instance.id"] = spec["instance_id"]  # static membership
+if spec.get("group_protocol", "classic") == "consumer":
+    # KIP-848: the coordinator owns session timeout and heartbeat interval.
+    conf["group.protocol"] = "consumer"
+    del conf["session.timeout.ms"], conf["heartbeat.interval.ms"]
 if mode == "deserializer":
     conf["value.deserializer"] = lambda value, ctx: parse(value)
     consumer = DeserializingConsumer(conf)

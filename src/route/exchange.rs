@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse,
+    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -48,6 +48,10 @@ pub enum AddressApi {
     DescribeCluster,
     /// Produce v10+.
     Produce,
+    /// ShareFetch (KIP-932): leader endpoints; otherwise passed as the broker's bytes.
+    ShareFetch,
+    /// ShareAcknowledge (KIP-932): as ShareFetch.
+    ShareAcknowledge,
 }
 
 impl Route {
@@ -65,6 +69,8 @@ impl Route {
             ApiKey::FindCoordinator => Route::Addresses(AddressApi::FindCoordinator),
             ApiKey::DescribeCluster => Route::Addresses(AddressApi::DescribeCluster),
             ApiKey::Produce if head.api_version >= 10 => Route::Addresses(AddressApi::Produce),
+            ApiKey::ShareFetch => Route::Addresses(AddressApi::ShareFetch),
+            ApiKey::ShareAcknowledge => Route::Addresses(AddressApi::ShareAcknowledge),
             ApiKey::SaslHandshake if head.api_version == 0 => Route::SaslV0,
             _ => Route::Forward,
         }
@@ -204,6 +210,25 @@ pub async fn respond<H: Hooks>(
                 return Ok(frame);
             }
             addresses(proxy, h, &mut body, ApiKey::Produce, version).await
+        }
+        Handling::Addresses(AddressApi::ShareFetch) => {
+            let (h, mut body) =
+                decode_response::<ShareFetchResponse>(&frame, ApiKey::ShareFetch, version)?;
+            if body.node_endpoints.is_empty() {
+                return Ok(frame);
+            }
+            addresses(proxy, h, &mut body, ApiKey::ShareFetch, version).await
+        }
+        Handling::Addresses(AddressApi::ShareAcknowledge) => {
+            let (h, mut body) = decode_response::<ShareAcknowledgeResponse>(
+                &frame,
+                ApiKey::ShareAcknowledge,
+                version,
+            )?;
+            if body.node_endpoints.is_empty() {
+                return Ok(frame);
+            }
+            addresses(proxy, h, &mut body, ApiKey::ShareAcknowledge, version).await
         }
         Handling::Fetch(exchange) => {
             let frame = frame.freeze();

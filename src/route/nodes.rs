@@ -4,14 +4,15 @@
 //!
 //! Responses that name brokers: Metadata (`brokers`), FindCoordinator (one node before v4,
 //! `coordinators` from v4), DescribeCluster (`brokers`), and the `node_endpoints` tagged
-//! field of Produce v10+ and Fetch v16+. Each implements [`NamesBrokers`].
+//! field of Produce v10+, Fetch v16+, ShareFetch and ShareAcknowledge. Each implements
+//! [`NamesBrokers`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kafka_protocol::messages::{
     DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse,
+    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
@@ -63,6 +64,22 @@ impl NamesBrokers for ProduceResponse {
 }
 
 impl NamesBrokers for FetchResponse {
+    fn for_each_broker(&mut self, f: &mut dyn FnMut(i32, &mut StrBytes, &mut i32)) {
+        for e in &mut self.node_endpoints {
+            f(e.node_id.0, &mut e.host, &mut e.port);
+        }
+    }
+}
+
+impl NamesBrokers for ShareFetchResponse {
+    fn for_each_broker(&mut self, f: &mut dyn FnMut(i32, &mut StrBytes, &mut i32)) {
+        for e in &mut self.node_endpoints {
+            f(e.node_id.0, &mut e.host, &mut e.port);
+        }
+    }
+}
+
+impl NamesBrokers for ShareAcknowledgeResponse {
     fn for_each_broker(&mut self, f: &mut dyn FnMut(i32, &mut StrBytes, &mut i32)) {
         for e in &mut self.node_endpoints {
             f(e.node_id.0, &mut e.host, &mut e.port);

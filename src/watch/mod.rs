@@ -401,6 +401,9 @@ impl ConsumerWatch {
                     groups.describe(group, member.as_str(), facts(conn, api, request));
                 }
                 if let (Some(a), Some(member)) = (&r.assignment, &r.member_id) {
+                    // KIP-848 has no JoinGroup: a new assignment is the rebalance, and the
+                    // new owner's first delivery starts again from the commit.
+                    self.detector().rebalance(group, now);
                     let parts = a
                         .topic_partitions
                         .iter()
