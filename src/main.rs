@@ -45,7 +45,7 @@ enum Command {
         file: PathBuf,
     },
     /// Inspect, replay and count dead-letter topics (talks to the cluster directly).
-    Dlq(quarantine::dlq_tools::DlqArgs),
+    Dlq(Box<quarantine::dlq_tools::DlqArgs>),
     /// Show the poison searches under way, as a sidecar's admin API reports them.
     Searches {
         /// The sidecar's admin address.
@@ -63,9 +63,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A bad command line exits 64 (EX_USAGE) like a bad config, naming the flag; --help
+    // and --version print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match cli.command {
-        Command::Dlq(args) => quarantine::dlq_tools::run_cli(args),
+        Command::Dlq(args) => quarantine::dlq_tools::run_cli(*args),
         Command::Searches { admin, token, json } => searches(&admin, token.as_deref(), json),
         Command::Guard(args) => quarantine::guard_cli::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
