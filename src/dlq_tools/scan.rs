@@ -79,7 +79,10 @@ pub async fn partitions(
     Ok(out)
 }
 
-/// The end (high watermark) of a partition as a fetch reports it.
+/// The end of a partition (the offset after its last record). The high watermark is only
+/// a starting point: the pinned tansu reports the last batch's base offset + 1, so the
+/// partition is read on from just before it until a fetch comes back empty (normally one
+/// fetch). Never more than the true end, so it is safe as a lower bound too.
 pub async fn end_offset(
     cluster: &Cluster,
     topic: &str,
@@ -88,9 +91,25 @@ pub async fn end_offset(
     let earliest = cluster
         .list_offsets(topic, partition, OffsetSpec::Earliest)
         .await?;
-    let f = cluster.fetch(topic, partition, earliest, 1).await?;
-    let seen = f.records.last().map_or(earliest, |r| r.offset + 1);
-    Ok(f.high_watermark.max(seen))
+    let latest = cluster
+        .list_offsets(topic, partition, OffsetSpec::Latest)
+        .await?;
+    let mut at = (latest - 1).max(earliest);
+    loop {
+        let f = match cluster.fetch(topic, partition, at, 64 * 1024).await {
+            Err(ClusterError::OffsetOutOfRange { .. }) => break,
+            other => other?,
+        };
+        let next = f
+            .records
+            .last()
+            .map_or(f.next_offset, |r| (r.offset + 1).max(f.next_offset));
+        if next <= at {
+            break;
+        }
+        at = next;
+    }
+    Ok(at.max(earliest))
 }
 
 impl Scan {
