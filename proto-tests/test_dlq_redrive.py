@@ -27,12 +27,13 @@ from poison_support import (create_topic, diagnose, end_offsets, is_poison, orde
                             read_topic, stack_fixture, wait_caught_up, wait_for)
 
 GROUP = "billing"
+TOKEN = "qt_redrive_token"
 HARD_CRASH = {"session_timeout_ms": 2000, "max_poll_interval_ms": 2000, "heartbeat_ms": 500}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "dlq-redrive", watch=None)
+    yield from stack_fixture(tmp_path_factory, "dlq-redrive", watch=None, admin_token=TOKEN)
 
 
 def env() -> dict:
@@ -174,7 +175,7 @@ def test_a_record_failing_again_after_replay_is_diverted_again_and_refused(stack
     app = start_app(stack, "rdkafka", tmp_path, "app", topic=topic, group=group, mode="crash",
                     commit="each", **HARD_CRASH)
     try:
-        wait_caught_up(stack, group, topic, end_offsets(produced, 1), 300, diagnose(stack, app))
+        wait_caught_up(stack, group, topic, end_offsets(produced, 1), 300, diagnose(stack, app, token=TOKEN))
         dlq_topic = topic + ".dlq"
         assert len(read_topic(stack.broker, dlq_topic, at_least=1)) == 1
         run = dlq(stack, "replay", dlq_topic, "--group", group, "--max-replays", "1",
@@ -186,8 +187,8 @@ def test_a_record_failing_again_after_replay_is_diverted_again_and_refused(stack
         more = produce(stack.bootstrap, topic, order_items(1, 5))
         # The app still cannot process it: the proxy diverts the replayed copy again.
         wait_for(lambda: len(read_topic(stack.broker, dlq_topic, settle=0.5)) == 2, 240,
-                 "the replayed record to be diverted again", diagnose(stack, app))
-        wait_caught_up(stack, group, topic, end_offsets(more, 1), 240, diagnose(stack, app))
+                 "the replayed record to be diverted again", diagnose(stack, app, token=TOKEN))
+        wait_caught_up(stack, group, topic, end_offsets(more, 1), 240, diagnose(stack, app, token=TOKEN))
     finally:
         app.stop()
     letters = read_topic(stack.broker, dlq_topic, at_least=2)
@@ -296,3 +297,37 @@ def test_discard_marks_records_handled_and_replay_leaves_them(stack, small_dlq):
     assert (r["replayed"], r["skipped"]["discarded"]) == (0, 1), r
     stats = json.loads(dlq(stack, "stats", dlq_topic, "--json").stdout)
     assert stats["by_status"]["discarded"] == 1, stats
+
+
+def state(stack, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    e = env()
+    if token:
+        e["QUARANTINE__ADMIN__TOKEN"] = token
+    return subprocess.run([str(quarantine_bin()), "state", *args, "--admin",
+                           stack.proxy.admin_url], capture_output=True, text=True, timeout=60,
+                          env=e, stdin=subprocess.DEVNULL)
+
+
+def test_state_cli_lists_quarantines_and_releases_with_the_token(stack):
+    topic = create_topic(stack.bootstrap, f"state-{uuid.uuid4().hex[:8]}", 1)
+    produce(stack.bootstrap, topic, order_items(1, 3))
+    group = topic + ".g"
+    where = ["--group", group, "--topic", topic, "--partition", "0", "--offset", "1"]
+    denied = state(stack, "quarantine", *where, token=None)
+    assert denied.returncode == 1 and "401" in denied.stderr, denied
+    run = state(stack, "quarantine", *where, "--reason", "bad coupon")
+    assert run.returncode == 0 and f"quarantined {topic}[0]@1 for group {group}" in run.stdout, run
+    listed = json.loads(state(stack, "list", "--group", group, "--json").stdout)
+    assert [(q["topic"], q["partition"], q["offset"]) for q in listed] == [(topic, 0, 1)], listed
+    assert listed[0]["dlq"] and listed[0]["dlq"][0] == topic + ".dlq", listed
+    table = state(stack, "list", "--topic", topic)
+    assert table.stdout.startswith("GROUP") and group in table.stdout, table
+    assert f"{topic}.dlq[0]@0" in table.stdout, table.stdout
+    run = state(stack, "release", *where)
+    assert run.returncode == 0 and "released" in run.stdout, run
+    assert state(stack, "list", "--group", group).stdout == "no record is quarantined\n"
+    again = state(stack, "release", *where, "--json")
+    assert json.loads(again.stdout) == {"released": False}, again
+    bad = state(stack, "release", "--group", group, "--topic", topic, "--partition", "x",
+                "--offset", "1")
+    assert bad.returncode == 64 and "--partition" in bad.stderr, bad

@@ -29,7 +29,7 @@ pub use out::{Out, ProgressMode};
 pub use redrive::{replay, ReplayOptions, ReplayReport, Stop};
 pub use scan::Scan;
 pub use scope::Scope;
-pub use show::{entry_json, entry_text, stats, Stats};
+pub use show::{entry_json, entry_text, format_ms, stats, Stats};
 
 /// Exit code for a bad command line or config (`EX_USAGE`).
 const EX_USAGE: u8 = 64;

@@ -66,7 +66,7 @@ pub struct AdminArgs {
 
 impl AdminArgs {
     /// The admin API's base URL and token, from the flags or the config file.
-    fn resolve(&self) -> Result<(String, Option<String>), GuardCliError> {
+    pub(crate) fn resolve(&self) -> Result<(String, Option<String>), GuardCliError> {
         let Some(file) = &self.config else {
             let url = self
                 .admin

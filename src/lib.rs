@@ -29,6 +29,7 @@ pub mod readiness;
 pub mod record;
 pub mod record_batch;
 pub mod sasl;
+pub mod state_cli;
 pub mod stream;
 pub mod tls;
 pub mod topics;

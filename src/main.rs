@@ -60,6 +60,8 @@ enum Command {
     },
     /// Show or re-arm the deploy guards of a running proxy (through its admin API).
     Guard(quarantine::guard_cli::GuardArgs),
+    /// List, release or add the quarantine decisions of a running proxy (its admin API).
+    State(quarantine::state_cli::StateArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => quarantine::dlq_tools::run_cli(*args),
         Command::Searches { admin, token, json } => searches(&admin, token.as_deref(), json),
         Command::Guard(args) => quarantine::guard_cli::run_cli(args),
+        Command::State(args) => quarantine::state_cli::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
