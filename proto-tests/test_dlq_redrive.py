@@ -14,6 +14,7 @@ import random
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -331,3 +332,44 @@ def test_state_cli_lists_quarantines_and_releases_with_the_token(stack):
     bad = state(stack, "release", "--group", group, "--topic", topic, "--partition", "x",
                 "--offset", "1")
     assert bad.returncode == 64 and "--partition" in bad.stderr, bad
+
+
+def test_wait_confirms_the_group_committed_past_the_replayed_records(stack):
+    topic = create_topic(stack.broker, f"wait-{uuid.uuid4().hex[:8]}", 2)
+    dlq_topic = create_topic(stack.broker, topic + ".dlq", 2)
+    group = topic + ".g"
+    produce(stack.broker, dlq_topic, [(p, b"k", b"{}", dead_letter(topic, p, 10 + i, group))
+                                      for p in range(2) for i in range(3)])
+    # Nobody consumes: the wait ends unconfirmed, exit 1, the replay itself is done.
+    run = dlq(stack, "replay", dlq_topic, "--partition", "0", "--wait", "--wait-timeout", "3",
+              "--json", "--progress", "none")
+    r = json.loads(run.stdout)
+    assert run.returncode == 1 and r["state"] == "done" and r["replayed"] == 3, run
+    assert r["wait"] == {"confirmed": False, "pending": [
+        {"group": group, "topic": topic, "partition": 0, "commit_wanted": 3}]}, r
+    # The group consumes and commits as it goes: confirmed.
+    done = threading.Event()
+
+    def consume():
+        c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                      "fetch.wait.max.ms": 20, "session.timeout.ms": 6000})
+        c.subscribe([topic])
+        try:
+            while not done.is_set():
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    c.commit(m, asynchronous=False)
+        finally:
+            c.close()
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    try:
+        run = dlq(stack, "replay", dlq_topic, "--partition", "1", "--wait", "--wait-timeout",
+                  "120", "--progress", "none")
+    finally:
+        done.set()
+        t.join(30)
+    assert run.returncode == 0, run
+    assert "confirmed: every group has committed past the records replayed to it" in run.stdout

@@ -21,6 +21,7 @@ mod conn;
 mod error;
 mod group_ops;
 mod metadata;
+mod offsets;
 mod ops;
 
 use std::collections::{BTreeMap, HashMap};

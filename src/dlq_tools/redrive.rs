@@ -63,6 +63,13 @@ pub struct ReplayOptions {
     /// Who runs it, for the ledger (default: $USER@$HOSTNAME).
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
+    /// After the task is done, wait until each record's group has committed past the
+    /// records replayed to it (exit 1 if it has not within --wait-timeout).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub wait_timeout: u64,
 }
 
 /// What a record looked at is.
@@ -128,6 +135,10 @@ pub struct ReplayReport {
     pub settled: u64,
     /// Seconds taken.
     pub seconds: f64,
+    /// Per (group, topic, partition), the offset after the last record replayed there.
+    pub group_ends: BTreeMap<(String, String, i32), i64>,
+    /// With --wait: what is still not committed past when the wait ended (empty: all).
+    pub wait_pending: Option<Vec<(String, String, i32, i64)>>,
 }
 
 fn thousands(n: u64) -> String {
@@ -145,6 +156,9 @@ fn thousands(n: u64) -> String {
 impl ReplayReport {
     /// The exit code this report calls for.
     pub fn exit_code(&self) -> u8 {
+        if self.wait_pending.as_ref().is_some_and(|p| !p.is_empty()) {
+            return 1;
+        }
         match self.state.as_str() {
             "interrupted" => 130,
             "failed" => 1,
@@ -226,6 +240,23 @@ impl ReplayReport {
                 .collect();
             let _ = writeln!(s, "stopped at DLQ {}", at.join(", "));
         }
+        match &self.wait_pending {
+            Some(p) if p.is_empty() => {
+                let _ = writeln!(
+                    s,
+                    "confirmed: every group has committed past the records replayed to it"
+                );
+            }
+            Some(p) => {
+                for (g, t, part, end) in p {
+                    let _ = writeln!(
+                        s,
+                        "not confirmed: group {g} has not committed {t}[{part}] up to {end}"
+                    );
+                }
+            }
+            None => {}
+        }
         if let Some(e) = &self.error {
             let _ = writeln!(s, "error: {e}");
         }
@@ -270,6 +301,12 @@ impl ReplayReport {
             "cursors": self.cursors,
             "seconds": self.seconds,
             "resume": self.resume_command(),
+            "wait": self.wait_pending.as_ref().map(|p| json!({
+                "confirmed": p.is_empty(),
+                "pending": p.iter().map(|(g, t, part, end)| json!({
+                    "group": g, "topic": t, "partition": part, "commit_wanted": end,
+                })).collect::<Vec<_>>(),
+            })),
         })
     }
 }
@@ -536,8 +573,53 @@ pub async fn replay(
             tracing::warn!(error = %e, "could not record the end of the task");
         }
     }
+    if options.wait && report.state == "done" {
+        report.wait_pending = Some(
+            wait_for_commits(
+                cluster,
+                &report.group_ends,
+                Duration::from_secs(options.wait_timeout),
+                stop,
+            )
+            .await?,
+        );
+    }
     Ok(report)
 }
+
+/// Waits until every group has committed at least the given end on each partition; returns
+/// what is still short when `timeout` passes or a stop is asked for.
+async fn wait_for_commits(
+    cluster: &Cluster,
+    ends: &BTreeMap<(String, String, i32), i64>,
+    timeout: Duration,
+    stop: &Stop,
+) -> Result<Vec<(String, String, i32, i64)>, ToolError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut pending = Vec::new();
+        let mut by_group: BTreeMap<(&str, &str), Vec<(i32, i64)>> = BTreeMap::new();
+        for ((g, t, p), end) in ends {
+            by_group.entry((g, t)).or_default().push((*p, *end));
+        }
+        for ((g, t), parts) in by_group {
+            let ps: Vec<i32> = parts.iter().map(|(p, _)| *p).collect();
+            let committed = cluster.committed_offsets(g, t, &ps).await?;
+            for (p, end) in parts {
+                if committed.get(&p).is_none_or(|c| *c < end) {
+                    pending.push((g.to_string(), t.to_string(), p, end));
+                }
+            }
+        }
+        if pending.is_empty() || stop.asked() || tokio::time::Instant::now() >= deadline {
+            return Ok(pending);
+        }
+        stop.sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A record to write: its DLQ offset, the record, and the group it was diverted for.
+type Pending = (i64, Record, String);
 
 struct Chunks<'a> {
     dlq: &'a str,
@@ -589,7 +671,7 @@ async fn run_chunks(
         };
         let Some(chunk) = chunk else { break };
         // Group the selected records by target partition, in DLQ order.
-        let mut groups: IndexMap<(String, i32), Vec<(i64, Record)>> = IndexMap::new();
+        let mut groups: IndexMap<(String, i32), Vec<Pending>> = IndexMap::new();
         for (e, class) in &chunk.items {
             let at = format!("{}[{}]@{}", c.dlq, e.partition, e.record.offset);
             let line = match class {
@@ -643,10 +725,11 @@ async fn run_chunks(
                         .headers
                         .push(Header::new(ledger::TASK_HEADER, c.task.to_string()));
                     let replay = crate::dead_letter::replay_count(&record);
-                    groups
-                        .entry((topic.clone(), partition))
-                        .or_default()
-                        .push((e.record.offset, record));
+                    groups.entry((topic.clone(), partition)).or_default().push((
+                        e.record.offset,
+                        record,
+                        info.origin.group.clone(),
+                    ));
                     let verb = if c.write { "replaying" } else { "would replay" };
                     format!("{verb} {at} -> {topic}[{partition}] (replay {replay})")
                 }
@@ -684,12 +767,19 @@ async fn run_chunks(
             ledger::append(cluster, c.ledger_topic, c.task, &intent).await?;
             ledger.apply(intent);
             for ((topic, p), records) in &groups {
-                let batch: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
+                let batch: Vec<Record> = records.iter().map(|(_, r, _)| r.clone()).collect();
                 let base = cluster
                     .produce(topic, *p, &batch, -1, Duration::from_secs(30))
                     .await?;
-                for (i, (dlq_offset, _)) in records.iter().enumerate() {
+                for (i, (dlq_offset, _, group)) in records.iter().enumerate() {
                     replayed_offsets.push(*dlq_offset);
+                    if !group.is_empty() {
+                        let end = report
+                            .group_ends
+                            .entry((group.clone(), topic.clone(), *p))
+                            .or_insert(0);
+                        *end = (*end).max(base + i as i64 + 1);
+                    }
                     if c.options.list {
                         let at = format!("{}[{}]@{}", c.dlq, dlq_partition, dlq_offset);
                         let o = base + i as i64;

@@ -87,6 +87,8 @@ fn options(dry_run: bool) -> ReplayOptions {
         progress: ProgressMode::None,
         ledger: None,
         by: Some("test".into()),
+        wait: false,
+        wait_timeout: 0,
     }
 }
 
