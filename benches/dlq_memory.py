@@ -11,7 +11,7 @@ process, against the broker:
     quarantine dlq replay DLQ                             (writes every record back)
     quarantine dlq stats DLQ                              (now with a full ledger)
 
-Reported per tool: peak RSS (ru_maxrss of that process, from wait4) and seconds. The
+Reported per tool: peak RSS (VmHWM of that process, polled every 20 ms) and seconds. The
 point is that RSS stays flat whatever the DLQ's size: run it with two sizes to see it.
 
 Run after `cargo build --release`, with the venv of scripts/setup.sh:
@@ -72,19 +72,38 @@ def fill(broker: str, topic: str, dlq: str, records: int, size: int) -> None:
     assert p.flush(300) == 0
 
 
+def vm_hwm_kib(pid: int) -> int | None:
+    """The process's peak RSS so far (VmHWM), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def measure(binary: str, args: list[str]) -> tuple[float, float, int]:
-    """Runs one tool; returns (peak RSS MiB, seconds, exit code)."""
+    """Runs one tool; returns (peak RSS MiB, seconds, exit code). The peak is VmHWM read
+    from /proc while it runs (wait4's ru_maxrss would include the forking Python process's
+    RSS from before exec)."""
     start = time.monotonic()
+    peak = 0
     with open(os.devnull, "wb") as null:
         proc = subprocess.Popen([binary, "dlq", *args], stdout=null, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:
+            hwm = vm_hwm_kib(proc.pid)
+            if hwm is not None:
+                peak = max(peak, hwm)
+            time.sleep(0.02)
     took = time.monotonic() - start
     err = proc.stderr.read().decode() if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode
     if code != 0:
         print(f"  exit {code}: {err.strip()[-500:]}", file=sys.stderr)
-    return usage.ru_maxrss / 1024, took, code
+    return peak / 1024, took, code
 
 
 def main() -> None:

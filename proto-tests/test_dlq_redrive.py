@@ -41,9 +41,13 @@ def env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("QUARANTINE__")}
 
 
-def dlq(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def dlq(stack, *args: str, timeout: float = 120, token: str | None = None
+        ) -> subprocess.CompletedProcess:
+    e = env()
+    if token:
+        e["QUARANTINE__ADMIN__TOKEN"] = token
     return subprocess.run([str(quarantine_bin()), "dlq", *args, "--bootstrap", stack.broker],
-                          capture_output=True, text=True, timeout=timeout, env=env(),
+                          capture_output=True, text=True, timeout=timeout, env=e,
                           stdin=subprocess.DEVNULL)
 
 
@@ -179,10 +183,16 @@ def test_a_record_failing_again_after_replay_is_diverted_again_and_refused(stack
         wait_caught_up(stack, group, topic, end_offsets(produced, 1), 300, diagnose(stack, app, token=TOKEN))
         dlq_topic = topic + ".dlq"
         assert len(read_topic(stack.broker, dlq_topic, at_least=1)) == 1
+        hidden = [q["offset"] for q in json.loads(state(stack, "list", "--json").stdout)
+                  if q["group"] == group]
+        assert hidden == [20], hidden
+        # --release: the group committed past offset 20, so its quarantine entry is stale.
         run = dlq(stack, "replay", dlq_topic, "--group", group, "--max-replays", "1",
-                  "--json", "--progress", "none")
+                  "--json", "--progress", "none", "--release", "--admin",
+                  stack.proxy.admin_url, token=TOKEN)
         first = json.loads(run.stdout)
         assert run.returncode == 0 and first["replayed"] == 1, run
+        assert first["release"] == {"released": 1, "kept_not_committed": 0}, first
         (target,) = first["targets"]
         # Good records behind it, so the group has something to commit past it.
         more = produce(stack.bootstrap, topic, order_items(1, 5))
@@ -203,6 +213,10 @@ def test_a_record_failing_again_after_replay_is_diverted_again_and_refused(stack
             second["skipped"]["already_replayed"]) == (0, 1, 1), second
     back = [r for r in read_topic(stack.broker, topic, at_least=66) if source_of(r)]
     assert len(back) == 1, "the refused record was not written again"
+    # The re-diverted copy is hidden now; the released original is not.
+    hidden = [q["offset"] for q in json.loads(state(stack, "list", "--json").stdout)
+              if q["group"] == group]
+    assert hidden == [target["last_offset"]], hidden
     text = dlq(stack, "inspect", dlq_topic, "--status", "replayed")
     assert text.returncode == 0 and "status:  replayed by" in text.stdout, text
     assert text.stdout.rstrip().endswith("1 record(s)"), text.stdout

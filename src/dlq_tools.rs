@@ -10,6 +10,7 @@ mod discard;
 pub mod ledger;
 mod out;
 mod redrive;
+mod release;
 mod scan;
 mod scope;
 mod show;
@@ -313,7 +314,17 @@ async fn run(args: DlqArgs) -> Result<u8, ToolError> {
             options,
         } => {
             let stop = Stop::on_signals();
-            let report = replay(&cluster, &topic, &scope, &options, &mut out, &stop).await?;
+            let mut report = replay(&cluster, &topic, &scope, &options, &mut out, &stop).await?;
+            if options.release && report.state == "done" {
+                let admin = crate::guard_cli::AdminArgs {
+                    admin: options.admin.clone(),
+                    token: std::env::var("QUARANTINE__ADMIN__TOKEN").ok(),
+                    config: args.cluster.config.clone(),
+                };
+                let book = ledger::Ledger::read(&cluster, &report.ledger).await?;
+                report.released =
+                    Some(release::release_replayed(&admin, &cluster, &topic, &book).await?);
+            }
             if options.json {
                 out.line(&report.to_json().to_string())?;
             } else {

@@ -90,7 +90,7 @@ enum StateCommand {
 
 /// Why a state command failed.
 #[derive(Debug, thiserror::Error)]
-enum StateError {
+pub(crate) enum StateError {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -306,7 +306,7 @@ fn enc(s: &str) -> String {
 }
 
 /// One admin API call with an optional JSON body; returns the answer's text.
-async fn call(
+pub(crate) async fn call(
     admin: &AdminArgs,
     method: Method,
     path: &str,

@@ -70,6 +70,14 @@ pub struct ReplayOptions {
     /// How long --wait waits, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub wait_timeout: u64,
+    /// After the task is done, release the quarantine entries of the replayed records whose
+    /// group has committed past the original offset (through the proxy's admin API).
+    #[arg(long)]
+    pub release: bool,
+    /// The proxy's admin API for --release (default: from --config, else
+    /// http://127.0.0.1:9644); the token comes from QUARANTINE__ADMIN__TOKEN or the config.
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
 }
 
 /// What a record looked at is.
@@ -139,6 +147,8 @@ pub struct ReplayReport {
     pub group_ends: BTreeMap<(String, String, i32), i64>,
     /// With --wait: what is still not committed past when the wait ended (empty: all).
     pub wait_pending: Option<Vec<(String, String, i32, i64)>>,
+    /// With --release: what was released.
+    pub released: Option<super::release::Released>,
 }
 
 fn thousands(n: u64) -> String {
@@ -257,6 +267,13 @@ impl ReplayReport {
             }
             None => {}
         }
+        if let Some(r) = &self.released {
+            let _ = writeln!(
+                s,
+                "released {} quarantine entr(ies) of replayed records; kept {} whose group has not committed past the original",
+                r.released, r.kept
+            );
+        }
         if let Some(e) = &self.error {
             let _ = writeln!(s, "error: {e}");
         }
@@ -301,6 +318,7 @@ impl ReplayReport {
             "cursors": self.cursors,
             "seconds": self.seconds,
             "resume": self.resume_command(),
+            "release": self.released.as_ref().map(super::release::Released::to_json),
             "wait": self.wait_pending.as_ref().map(|p| json!({
                 "confirmed": p.is_empty(),
                 "pending": p.iter().map(|(g, t, part, end)| json!({

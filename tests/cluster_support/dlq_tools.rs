@@ -89,6 +89,8 @@ fn options(dry_run: bool) -> ReplayOptions {
         by: Some("test".into()),
         wait: false,
         wait_timeout: 0,
+        release: false,
+        admin: None,
     }
 }
 
