@@ -151,6 +151,12 @@ def test_interrupted_replay_resumes_to_exactly_once_in_order(stack, tmp_path):
     assert r["skipped"]["already_replayed"] == want and r["skipped"]["refused"] == 36, r
     stats = json.loads(dlq(stack, "stats", dlq_topic, "--json").stdout)
     assert stats["by_status"] == {"open": 1800 - want, "replayed": want, "discarded": 0}, stats
+    tasks = [json.loads(line) for line in dlq(stack, "tasks", dlq_topic, "--json").stdout.splitlines()]
+    mine = [t for t in tasks if t["task"] == task]
+    assert len(mine) == 1 and mine[0]["state"] == "done" and not mine[0]["in_doubt"], tasks
+    assert sum(t["replayed"] for t in tasks) == want, tasks
+    table = dlq(stack, "tasks", dlq_topic)
+    assert table.stdout.startswith("TASK") and task in table.stdout, table
 
     # The group consumes them all.
     c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": GROUP,
