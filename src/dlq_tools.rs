@@ -1,7 +1,9 @@
 //! `quarantine dlq ...`: operator tools for dead-letter topics, talking to the cluster
-//! directly (not through a proxy). `inspect` shows records with their origin and reason,
-//! `replay` writes them back to their origin partition with a loop guard, `stats` counts
-//! them by reason, origin and group.
+//! directly (not through a proxy). `inspect` shows records with their status, origin and
+//! reason, `stats` counts them by status, reason, origin and group, `replay` writes them
+//! back to their origin partition as a resumable task checkpointed in the DLQ's ledger
+//! ([`ledger`]), `discard` marks them handled, `tasks` lists replay tasks. Every tool
+//! streams the DLQ ([`Scan`]) and selects with the same [`Scope`].
 //!
 //! The functions here are the library side, usable from tests; [`run_cli`] is the
 //! command-line edge.
