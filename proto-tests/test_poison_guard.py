@@ -237,8 +237,9 @@ def test_records_diverted_before_the_trip_replay_with_one_command(stack, outcome
     assert argv[:3] == ["quarantine", "dlq", "replay"] and "--dry-run" in argv, command
     argv = [str(quarantine_bin())] + argv[1:]
     argv.remove("--dry-run")
-    run = subprocess.run(argv + ["--bootstrap", stack.broker], capture_output=True, text=True,
-                         timeout=60, stdin=subprocess.DEVNULL)
+    # --list: one line per record written (the report alone is a summary).
+    run = subprocess.run(argv + ["--list", "--bootstrap", stack.broker], capture_output=True,
+                         text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stderr
     back = re.findall(r"-> ([^\[]+)\[(\d+)\]@(\d+)", run.stdout)
     assert len(back) == len(out.diverted), run.stdout

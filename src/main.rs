@@ -45,22 +45,38 @@ enum Command {
         file: PathBuf,
     },
     /// Inspect, replay and count dead-letter topics (talks to the cluster directly).
-    Dlq(quarantine::cli::dlq::DlqArgs),
+    Dlq(Box<quarantine::cli::dlq::DlqArgs>),
     /// Show the poison searches under way, as a sidecar's admin API reports them.
     Searches(quarantine::cli::searches::SearchesArgs),
     /// Show or re-arm the deploy guards of a running proxy (through its admin API).
     Guard(quarantine::cli::guard::GuardArgs),
     /// Add the quarantine sidecar to Kubernetes workloads (YAML from files or stdin).
     Inject(quarantine::cli::inject::InjectArgs),
+    /// List, release or add the quarantine decisions of a running proxy (its admin API).
+    State(quarantine::cli::state::StateArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A bad command line exits 64 (EX_USAGE) like a bad config, naming the flag; --help
+    // and --version print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match cli.command {
-        Command::Dlq(args) => quarantine::cli::dlq::run_cli(args),
+        Command::Dlq(args) => quarantine::cli::dlq::run_cli(*args),
         Command::Searches(args) => quarantine::cli::searches::run_cli(args),
         Command::Guard(args) => quarantine::cli::guard::run_cli(args),
         Command::Inject(args) => quarantine::cli::inject::run_cli(args),
+        Command::State(args) => quarantine::cli::state::run_cli(args),
         Command::CheckConfig { file } => match Config::load(Some(&file), std::env::vars()) {
             Ok(_) => {
                 use std::io::Write;

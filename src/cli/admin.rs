@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, HOST, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -112,6 +112,16 @@ pub fn percent_encode(s: &str) -> String {
 
 /// One admin API call; returns the answer's text.
 pub async fn call(admin: &AdminArgs, method: Method, path: &str) -> Result<String, AdminError> {
+    call_with(admin, method, path, None).await
+}
+
+/// One admin API call with an optional JSON body; returns the answer's text.
+pub async fn call_with(
+    admin: &AdminArgs,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<String, AdminError> {
     let (admin_url, token) = admin.resolve()?;
     let base: Uri = admin_url
         .parse()
@@ -146,11 +156,18 @@ pub async fn call(admin: &AdminArgs, method: Method, path: &str) -> Result<Strin
             .uri(format!("{}{path}", base.path().trim_end_matches('/')))
             .header(HOST, format!("{host}:{port}"))
             .header(USER_AGENT, "quarantine");
+        let payload = match &body {
+            Some(b) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
         if let Some(token) = &token {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(payload))
             .map_err(|e| AdminError::Usage(format!("cannot build the request: {e}")))?;
         let resp = sender
             .send_request(req)

@@ -6,3 +6,4 @@ pub mod dlq;
 pub mod guard;
 pub mod inject;
 pub mod searches;
+pub mod state;

@@ -149,7 +149,11 @@ impl Cluster {
 
     /// Runs `op` on the group's coordinator, looking it up again after a coordinator move
     /// or a connection error, at most `retries` more times.
-    async fn on_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<T, ClusterError>
+    pub(super) async fn on_coordinator<T, F, Fut>(
+        &self,
+        group: &str,
+        op: F,
+    ) -> Result<T, ClusterError>
     where
         F: Fn(i32) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClusterError>>,

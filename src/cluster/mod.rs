@@ -22,6 +22,7 @@ mod error;
 mod group_ops;
 pub mod kafka_client;
 mod metadata;
+mod offsets;
 mod ops;
 pub mod sasl;
 

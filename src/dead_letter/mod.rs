@@ -58,6 +58,11 @@
 //! | `__quarantine.diverted.ms` | when it was diverted |
 //! | `__quarantine.replay.count` | how many times it was replayed from a DLQ (carried forward) |
 //!
+//! A record written back by `quarantine dlq replay` also carries
+//! `__quarantine.replay.source` (`<dlq>/<partition>/<offset>`, the DLQ record it came from)
+//! and `__quarantine.replay.task` (the replay task's id); like every `__quarantine.` header
+//! they are removed when the record is dead-lettered again.
+//!
 //! Free-text values (exception class, message, class name, instance) are capped at
 //! [`HeaderLimits::max_value_bytes`] (1 KiB by default), cut on a character boundary and
 //! ending in `…`. Identity values (topic, group) are written in full, because restore needs

@@ -188,7 +188,7 @@ impl ConsumerWatch {
         dlqs.into_iter()
             .map(|dlq| {
                 format!(
-                    "quarantine dlq replay {dlq} --filter-group {} --diverted-from {first} --diverted-to {} --max-replays 1 --dry-run",
+                    "quarantine dlq replay {dlq} --group {} --diverted-after {first} --diverted-before {} --max-replays 1 --dry-run",
                     trip.group,
                     // The header's time is taken just after the guard's, within a second.
                     last + 1000

@@ -5,7 +5,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use quarantine::cli::dlq::{read_dlq, replay, stats, Outcome, ReplayOptions, Selection, ToolError};
+use quarantine::cli::dlq::ledger::{SOURCE_HEADER, TASK_HEADER};
+use quarantine::cli::dlq::{
+    read_dlq, stats, Out, ProgressMode, ReplayOptions, ReplayReport, Scope, Stop, ToolError,
+};
 use quarantine::cluster::Cluster;
 use quarantine::dead_letter::{
     dead_letter_record, dlq_partition, keys, Diagnosis, HeaderLimits, HeaderStyle, Origin, Reason,
@@ -77,19 +80,43 @@ fn options(dry_run: bool) -> ReplayOptions {
         to: None,
         dry_run,
         max_replays: 3,
-        filter_reason: None,
-        filter_group: None,
-        diverted_from: None,
-        diverted_to: None,
+        rate: None,
+        resume: None,
+        json: false,
+        list: false,
+        progress: ProgressMode::None,
+        ledger: None,
+        by: Some("test".into()),
+        wait: false,
+        wait_timeout: 0,
+        release: false,
+        admin: None,
     }
 }
 
-fn only(partition: i32, from_offset: i64) -> Selection {
-    Selection {
-        partition: Some(partition),
+fn only(partition: i32, from_offset: i64) -> Scope {
+    Scope {
+        partition: vec![partition],
         from_offset: Some(from_offset),
-        limit: None,
+        ..Scope::default()
     }
+}
+
+async fn replay(
+    c: &Cluster,
+    dlq: &str,
+    scope: &Scope,
+    options: &ReplayOptions,
+) -> Result<ReplayReport, ToolError> {
+    quarantine::cli::dlq::replay(
+        c,
+        dlq,
+        scope,
+        options,
+        &mut Out::default(),
+        &Stop::default(),
+    )
+    .await
 }
 
 async fn setup(b: &Broker) -> Cluster {
@@ -122,13 +149,13 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
         .await
         .unwrap();
 
-    let all = read_dlq(&c, DLQ, &Selection::default()).await.unwrap();
+    let all = read_dlq(&c, DLQ, &Scope::default()).await.unwrap();
     assert_eq!(all.len(), 4);
     let p0 = read_dlq(&c, DLQ, &only(0, 0)).await.unwrap();
     assert_eq!(p0.len(), 2);
-    let limited = Selection {
+    let limited = Scope {
         limit: Some(1),
-        ..Selection::default()
+        ..Scope::default()
     };
     assert_eq!(read_dlq(&c, DLQ, &limited).await.unwrap().len(), 1);
     let s = stats(&all);
@@ -139,21 +166,21 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
     assert_eq!(s.by_origin.get(&(SOURCE.to_string(), 2)), Some(&1));
 
     // Dry run: reports, writes nothing.
-    let dry = replay(&c, DLQ, &Selection::default(), &options(true))
+    let dry = replay(&c, DLQ, &Scope::default(), &options(true))
         .await
         .unwrap();
-    assert_eq!((dry.replayed(), dry.refused(), dry.no_origin()), (2, 1, 1));
+    assert_eq!((dry.replayed, dry.refused, dry.no_origin), (2, 1, 1));
     for p in 0..3 {
         assert!(c.read(SOURCE, p, 0, 10).await.unwrap().is_empty());
     }
 
     // Reason filter: only the check failure goes back, to its own partition.
-    let mut check_only = options(false);
-    check_only.filter_reason = Some("check".into());
-    let r = replay(&c, DLQ, &Selection::default(), &check_only)
-        .await
-        .unwrap();
-    assert_eq!((r.replayed(), r.filtered()), (1, 2));
+    let check_only = Scope {
+        reason: Some("check".into()),
+        ..Scope::default()
+    };
+    let r = replay(&c, DLQ, &check_only, &options(false)).await.unwrap();
+    assert_eq!((r.replayed, r.filtered), (1, 2));
     // Group and diversion-time filters (every record here was diverted at 3 ms by
     // `orders`): nothing of another group, nothing outside the time span.
     for (group, from, to) in [
@@ -161,24 +188,26 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
         ("orders", Some(4), None),
         ("orders", None, Some(2)),
     ] {
-        let mut other = options(true);
-        (other.filter_group, other.diverted_from, other.diverted_to) =
-            (Some(group.into()), from, to);
-        let r = replay(&c, DLQ, &Selection::default(), &other)
-            .await
-            .unwrap();
-        assert_eq!(r.replayed(), 0, "{group} {from:?} {to:?}");
+        let other = Scope {
+            group: Some(group.into()),
+            diverted_from: from,
+            diverted_to: to,
+            ..Scope::default()
+        };
+        let r = replay(&c, DLQ, &other, &options(true)).await.unwrap();
+        assert_eq!(r.replayed, 0, "{group} {from:?} {to:?}");
     }
-    let mut in_span = options(true);
-    (
-        in_span.filter_group,
-        in_span.diverted_from,
-        in_span.diverted_to,
-    ) = (Some("orders".into()), Some(3), Some(3));
-    let r = replay(&c, DLQ, &Selection::default(), &in_span)
-        .await
-        .unwrap();
-    assert!(r.replayed() >= 1, "{r:?}");
+    let in_span = Scope {
+        group: Some("orders".into()),
+        diverted_from: Some(3),
+        diverted_to: Some(3),
+        ..Scope::default()
+    };
+    let r = replay(&c, DLQ, &in_span, &options(true)).await.unwrap();
+    assert!(r.replayed >= 1, "{r:?}");
+    // The check record was replayed already: a second run does not write it again.
+    let again = replay(&c, DLQ, &check_only, &options(false)).await.unwrap();
+    assert_eq!((again.replayed, again.already_replayed), (0, 1));
     let back = c.read(SOURCE, 0, 0, 10).await.unwrap();
     assert_eq!(back.len(), 1);
     assert!(back[0]
@@ -194,7 +223,8 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
 
     // The crash-loop record goes back to partition 2 with key, value and headers.
     let r = replay(&c, DLQ, &only(2, 0), &options(false)).await.unwrap();
-    assert_eq!(r.replayed(), 1);
+    assert_eq!(r.replayed, 1);
+    let task = r.task.clone().unwrap();
     let back = c.read(SOURCE, 2, 0, 10).await.unwrap();
     assert_eq!(
         (back.len(), &back[0].key, &back[0].value),
@@ -204,7 +234,9 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
         back[0].headers,
         vec![
             Header::new("traceparent", "00-1-2-01"),
-            Header::new(keys::REPLAY_COUNT, "1")
+            Header::new(keys::REPLAY_COUNT, "1"),
+            Header::new(SOURCE_HEADER, format!("{DLQ}/2/0")),
+            Header::new(TASK_HEADER, task.clone()),
         ]
     );
     if let Some(out) = python(CONSUME_PY, &[&b.addr(), SOURCE, "2", "1"]) {
@@ -214,7 +246,9 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
             v["headers"],
             serde_json::json!([
                 ["traceparent", "00-1-2-01"],
-                ["__quarantine.replay.count", "1"]
+                ["__quarantine.replay.count", "1"],
+                ["__quarantine.replay.source", format!("{DLQ}/2/0")],
+                ["__quarantine.replay.task", task],
             ])
         );
     }
@@ -232,24 +266,22 @@ async fn inspect_stats_and_replay_with_a_loop_guard() {
             HeaderStyle::Connect,
         )
         .await;
-        let r = replay(&c, DLQ, &only(p, off), &options(false))
-            .await
-            .unwrap();
-        match &r.actions[..] {
-            [a] => match &a.outcome {
-                Outcome::Replayed { offset, replay, .. } => {
-                    replays += 1;
-                    assert_eq!(*replay, replays);
-                    let next = c.read(SOURCE, 2, *offset, 1).await.unwrap();
-                    at = next[0].clone();
-                }
-                Outcome::Refused { replays: n } => {
-                    assert_eq!(*n, 3);
-                    break;
-                }
-                other => panic!("unexpected {other:?}"),
-            },
-            other => panic!("one action expected, got {other:?}"),
+        let scope = Scope {
+            to_offset: Some(off),
+            ..only(p, off)
+        };
+        let r = replay(&c, DLQ, &scope, &options(false)).await.unwrap();
+        match (r.replayed, r.refused) {
+            (1, 0) => {
+                replays += 1;
+                let t = &r.targets[&(SOURCE.to_string(), 2)];
+                let next = c.read(SOURCE, 2, t.first_offset.unwrap(), 1).await.unwrap();
+                at = next[0].clone();
+                let count = at.header(keys::REPLAY_COUNT).and_then(|h| h.value.clone());
+                assert_eq!(count, Some(Bytes::from(replays.to_string())));
+            }
+            (0, 1) => break,
+            other => panic!("unexpected {other:?}: {r:?}"),
         }
     }
     assert_eq!(replays, 3, "replayed exactly max-replays times");
@@ -272,17 +304,32 @@ async fn replay_to_another_topic_and_refuses_missing_targets() {
     let mut to = options(false);
     to.to = Some("orders.retry".into());
     let r = replay(&c, DLQ, &only(p, off), &to).await.unwrap();
-    assert!(matches!(
-        &r.actions[0].outcome,
-        Outcome::Replayed { topic, partition: 0, .. } if topic == "orders.retry"
-    ));
+    assert_eq!(r.replayed, 1, "{r:?}");
+    assert!(
+        r.targets.contains_key(&("orders.retry".to_string(), 0)),
+        "{r:?}"
+    );
     assert_eq!(c.read("orders.retry", 0, 0, 10).await.unwrap().len(), 1);
 
+    let (p, off) = divert(
+        &c,
+        &source("k2", vec![]),
+        2,
+        1,
+        Reason::Stalled,
+        HeaderStyle::Kip1191,
+    )
+    .await;
     to.to = Some("gone.topic".into());
-    let err = replay(&c, DLQ, &only(p, off), &to).await.unwrap_err();
-    assert!(matches!(err, ToolError::Usage(m) if m.contains("gone.topic")));
+    let r = replay(&c, DLQ, &only(p, off), &to).await.unwrap();
+    assert_eq!(r.state, "failed");
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("gone.topic"),
+        "{r:?}"
+    );
+    assert_eq!(r.exit_code(), 1);
     assert!(matches!(
-        read_dlq(&c, "no.such.dlq", &Selection::default()).await,
+        read_dlq(&c, "no.such.dlq", &Scope::default()).await,
         Err(ToolError::Cluster(_))
     ));
 }

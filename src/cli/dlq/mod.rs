@@ -1,12 +1,21 @@
 //! `quarantine dlq ...`: operator tools for dead-letter topics, talking to the cluster
-//! directly (not through a proxy). `inspect` shows records with their origin and reason,
-//! `replay` writes them back to their origin partition with a loop guard, `stats` counts
-//! them by reason, origin and group.
+//! directly (not through a proxy). `inspect` shows records with their status, origin and
+//! reason, `stats` counts them by status, reason, origin and group, `replay` writes them
+//! back to their origin partition as a resumable task checkpointed in the DLQ's ledger
+//! ([`ledger`]), `discard` marks them handled, `tasks` lists replay tasks. Every tool
+//! streams the DLQ ([`Scan`]) and selects with the same [`Scope`].
 //!
 //! The functions here are the library side, usable from tests; [`run_cli`] is the
 //! command-line edge.
 
-mod replay;
+mod clock;
+mod discard;
+pub mod ledger;
+mod out;
+mod redrive;
+mod release;
+mod scan;
+mod scope;
 mod show;
 
 use std::path::PathBuf;
@@ -14,13 +23,17 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::cluster::{Cluster, ClusterError, OffsetSpec};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{split_host_port, Config, ConfigError};
-use crate::dead_letter::{parse_origin, DeadLetterInfo};
+use crate::dead_letter::DeadLetterInfo;
 use crate::protocol::record::Record;
 
-pub use replay::{replay, Outcome, ReplayAction, ReplayOptions, ReplayReport};
-pub use show::{entry_json, entry_text, stats, Stats};
+pub use discard::DiscardOptions;
+pub use out::{Out, ProgressMode};
+pub use redrive::{replay, ReplayOptions, ReplayReport, Stop};
+pub use scan::Scan;
+pub use scope::Scope;
+pub use show::{entry_json, entry_text, format_ms, stats, Stats};
 
 /// Exit code for a bad command line or config (`EX_USAGE`).
 const EX_USAGE: u8 = 64;
@@ -40,6 +53,9 @@ pub enum ToolError {
     /// The work was only partly done.
     #[error("{0}")]
     Failed(String),
+    /// Whoever read the output went away (`| head`): end quietly.
+    #[error("output closed")]
+    Closed,
 }
 
 /// How to reach the cluster.
@@ -54,18 +70,25 @@ pub struct ClusterArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Which records of a DLQ topic to look at.
-#[derive(Debug, Clone, Default, Args)]
-pub struct Selection {
-    /// Only this partition of the DLQ topic.
-    #[arg(long)]
-    pub partition: Option<i32>,
-    /// Start at this offset in every selected partition (default: the earliest).
-    #[arg(long)]
-    pub from_offset: Option<i64>,
-    /// At most this many records in all.
-    #[arg(long)]
-    pub limit: Option<usize>,
+/// Lifecycle statuses `--status` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Status {
+    /// Neither replayed nor discarded.
+    Open,
+    /// Written back by a replay task.
+    Replayed,
+    /// Marked handled by `dlq discard`.
+    Discarded,
+}
+
+impl Status {
+    fn of(mark: Option<&ledger::Mark>) -> Status {
+        match mark.map(ledger::Mark::status) {
+            Some("replayed") => Status::Replayed,
+            Some(_) => Status::Discarded,
+            None => Status::Open,
+        }
+    }
 }
 
 /// `quarantine dlq`.
@@ -79,37 +102,69 @@ pub struct DlqArgs {
 
 #[derive(Debug, Subcommand)]
 enum DlqCommand {
-    /// Print each DLQ record's origin, reason, counts and headers (payloads hidden).
+    /// Print each DLQ record's status, origin, reason, counts and headers (payloads
+    /// hidden unless asked for).
     Inspect {
         /// The DLQ topic.
         topic: String,
         #[command(flatten)]
-        selection: Selection,
-        /// One JSON object per line instead of text.
+        scope: Scope,
+        /// Only records in this lifecycle status.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        /// One JSON object per line instead of text (values as JSON when they are JSON,
+        /// base64 otherwise; nothing cut).
         #[arg(long)]
         json: bool,
         /// Also print keys and values.
         #[arg(long)]
         show_payload: bool,
+        /// The ledger topic (default: `<dlq>.ledger`).
+        #[arg(long, value_name = "TOPIC")]
+        ledger: Option<String>,
     },
-    /// Write DLQ records back to their origin topic and partition.
+    /// Write DLQ records back to their origin topic and partition, as a resumable task
+    /// checkpointed in the DLQ's ledger: no record is ever written twice.
     Replay {
         /// The DLQ topic.
         topic: String,
         #[command(flatten)]
-        selection: Selection,
+        scope: Scope,
         #[command(flatten)]
         options: ReplayOptions,
     },
-    /// Count DLQ records by reason, origin partition and group.
+    /// Count DLQ records by status, reason, origin partition and group.
     Stats {
         /// The DLQ topic.
         topic: String,
         #[command(flatten)]
-        selection: Selection,
+        scope: Scope,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The ledger topic (default: `<dlq>.ledger`).
+        #[arg(long, value_name = "TOPIC")]
+        ledger: Option<String>,
+    },
+    /// Mark DLQ records handled without replaying them (recorded in the ledger).
+    Discard {
+        /// The DLQ topic.
+        topic: String,
+        #[command(flatten)]
+        scope: Scope,
+        #[command(flatten)]
+        options: DiscardOptions,
+    },
+    /// List the replay tasks of a DLQ topic and how far each got.
+    Tasks {
+        /// The DLQ topic.
+        topic: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The ledger topic (default: `<dlq>.ledger`).
+        #[arg(long, value_name = "TOPIC")]
+        ledger: Option<String>,
     },
 }
 
@@ -160,45 +215,24 @@ pub fn connect(args: &ClusterArgs) -> Result<Cluster, ToolError> {
     }
 }
 
-/// Reads the selected records of a DLQ topic, partition by partition in offset order.
+/// Reads the records of a DLQ topic that `scope` selects into memory, partitions taking
+/// turns. For tests and small reads: the commands stream with [`Scan`].
 pub async fn read_dlq(
     cluster: &Cluster,
     topic: &str,
-    selection: &Selection,
+    scope: &Scope,
 ) -> Result<Vec<DlqEntry>, ToolError> {
-    let md = cluster.metadata(&[topic]).await?;
-    let count = md
-        .partition_count(topic)
-        .ok_or_else(|| ClusterError::UnknownTopic(topic.to_string()))?;
-    let partitions: Vec<i32> = match selection.partition {
-        Some(p) if (0..count).contains(&p) => vec![p],
-        Some(p) => {
-            return Err(ToolError::Usage(format!(
-                "{topic} has {count} partitions; there is no partition {p}"
-            )))
-        }
-        None => (0..count).collect(),
-    };
-    let mut left = selection.limit.unwrap_or(usize::MAX);
+    scope.validate().map_err(ToolError::Usage)?;
+    let mut scan = Scan::open(cluster, topic, scope, None, None, false).await?;
     let mut out = Vec::new();
-    for partition in partitions {
-        if left == 0 {
-            break;
-        }
-        let earliest = cluster
-            .list_offsets(topic, partition, OffsetSpec::Earliest)
-            .await?;
-        let from = selection.from_offset.unwrap_or(earliest).max(earliest);
-        let records = match cluster.read(topic, partition, from, left).await {
-            Err(ClusterError::OffsetOutOfRange { .. }) => Vec::new(),
-            other => other?,
-        };
-        left -= records.len();
-        out.extend(records.into_iter().map(|record| DlqEntry {
-            partition,
-            info: parse_origin(&record),
-            record,
-        }));
+    while let Some(chunk) = scan.next(cluster, |e| ((), scope.matches(e))).await? {
+        out.extend(
+            chunk
+                .items
+                .into_iter()
+                .map(|(e, ())| e)
+                .filter(|e| scope.matches(e)),
+        );
     }
     Ok(out)
 }
@@ -222,7 +256,8 @@ pub fn run_cli(args: DlqArgs) -> ExitCode {
         }
     };
     match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
+        Err(ToolError::Closed) => ExitCode::SUCCESS,
         Err(e @ (ToolError::Usage(_) | ToolError::Config(_))) => {
             eprintln!("quarantine dlq: {e}");
             ExitCode::from(EX_USAGE)
@@ -234,51 +269,120 @@ pub fn run_cli(args: DlqArgs) -> ExitCode {
     }
 }
 
-async fn run(args: DlqArgs) -> Result<(), ToolError> {
+async fn run(args: DlqArgs) -> Result<u8, ToolError> {
     let cluster = connect(&args.cluster)?;
+    let mut out = Out::default();
+    let ledger_of =
+        |topic: &str, l: &Option<String>| l.clone().unwrap_or_else(|| ledger::ledger_topic(topic));
     match args.command {
         DlqCommand::Inspect {
             topic,
-            selection,
+            scope,
+            status,
             json,
             show_payload,
+            ledger,
         } => {
-            let entries = read_dlq(&cluster, &topic, &selection).await?;
-            for e in &entries {
-                if json {
-                    println!("{}", entry_json(&topic, e, show_payload));
-                } else {
-                    println!("{}", entry_text(&topic, e, show_payload));
+            scope.validate().map_err(ToolError::Usage)?;
+            let book = ledger::Ledger::read(&cluster, &ledger_of(&topic, &ledger)).await?;
+            let mut scan = Scan::open(&cluster, &topic, &scope, None, None, false).await?;
+            let mut shown = 0u64;
+            let selects = |e: &DlqEntry| {
+                let mark = book.lookup(e.partition, e.record.offset);
+                scope.matches(e) && status.is_none_or(|s| s == Status::of(mark))
+            };
+            while let Some(chunk) = scan.next(&cluster, |e| ((), selects(e))).await? {
+                for (e, ()) in &chunk.items {
+                    if !selects(e) {
+                        continue;
+                    }
+                    shown += 1;
+                    let mark = book.lookup(e.partition, e.record.offset);
+                    if json {
+                        out.line(&entry_json(&topic, e, show_payload, mark).to_string())?;
+                    } else {
+                        out.line(&entry_text(&topic, e, show_payload, mark))?;
+                    }
                 }
             }
             if !json {
-                println!("{} record(s)", entries.len());
+                out.line(&format!("{shown} record(s)"))?;
             }
+            out.flush()?;
+            Ok(0)
         }
         DlqCommand::Replay {
             topic,
-            selection,
+            scope,
             options,
         } => {
-            let report = replay(&cluster, &topic, &selection, &options).await?;
-            print!("{}", report.render(&topic, options.dry_run));
-            if let Some(e) = report.write_error {
-                return Err(ToolError::Failed(format!("replay incomplete: {e}")));
+            let stop = Stop::on_signals();
+            let mut report = replay(&cluster, &topic, &scope, &options, &mut out, &stop).await?;
+            if options.release && report.state == "done" {
+                let admin = crate::cli::admin::AdminArgs {
+                    admin: options.admin.clone(),
+                    token: std::env::var("QUARANTINE__ADMIN__TOKEN").ok(),
+                    config: args.cluster.config.clone(),
+                };
+                let book = ledger::Ledger::read(&cluster, &report.ledger).await?;
+                report.released =
+                    Some(release::release_replayed(&admin, &cluster, &topic, &book).await?);
             }
+            if options.json {
+                out.line(&report.to_json().to_string())?;
+            } else {
+                out.text(&report.render())?;
+            }
+            out.flush()?;
+            Ok(report.exit_code())
         }
         DlqCommand::Stats {
             topic,
-            selection,
+            scope,
             json,
+            ledger,
         } => {
-            let entries = read_dlq(&cluster, &topic, &selection).await?;
-            let s = stats(&entries);
-            if json {
-                println!("{}", s.to_json());
-            } else {
-                print!("{}", s.render(&topic));
+            scope.validate().map_err(ToolError::Usage)?;
+            let book = ledger::Ledger::read(&cluster, &ledger_of(&topic, &ledger)).await?;
+            let mut scan = Scan::open(&cluster, &topic, &scope, None, None, false).await?;
+            let mut s = Stats::default();
+            let mut seen = 0u64;
+            while let Some(chunk) = scan.next(&cluster, |e| ((), scope.matches(e))).await? {
+                for (e, ()) in &chunk.items {
+                    seen += 1;
+                    if scope.matches(e) {
+                        s.add(e, book.lookup(e.partition, e.record.offset));
+                    }
+                }
             }
+            if seen > 0 && s.no_origin as u64 == seen {
+                return Err(ToolError::Failed(format!(
+                    "{topic} is not a dead-letter topic: none of the {seen} record(s) read carries dead-letter headers"
+                )));
+            }
+            if json {
+                out.line(&s.to_json().to_string())?;
+            } else {
+                out.text(&s.render(&topic))?;
+            }
+            out.flush()?;
+            Ok(0)
+        }
+        DlqCommand::Discard {
+            topic,
+            scope,
+            options,
+        } => discard::discard(&cluster, &topic, &scope, &options, &mut out).await,
+        DlqCommand::Tasks {
+            topic,
+            json,
+            ledger,
+        } => {
+            let ledger_topic = ledger_of(&topic, &ledger);
+            let book = ledger::Ledger::read(&cluster, &ledger_topic).await?;
+            discard::tasks(&book, &topic, json, &mut out)?;
+            out.flush()?;
+            Ok(0)
         }
     }
-    Ok(())
 }

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::ledger::{Handled, Mark};
 use super::DlqEntry;
 
 /// Largest payload shown by `--show-payload`, in bytes.
@@ -13,28 +15,7 @@ const SHOWN_PAYLOAD: usize = 4096;
 /// Largest header value shown in text output (stack traces can be huge), in bytes.
 const SHOWN_HEADER: usize = 256;
 
-/// Formats milliseconds since the epoch as UTC, e.g. `2024-05-01T12:00:00.000Z`.
-pub fn format_ms(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
+pub use super::clock::format_ms;
 
 /// A header or payload value as text: quoted UTF-8 when printable, else hex.
 fn readable(bytes: &[u8]) -> String {
@@ -91,8 +72,25 @@ fn size(v: Option<&[u8]>) -> String {
     v.map_or("null".into(), |b| format!("{} bytes", b.len()))
 }
 
+/// How a record was handled, in words: `open`, or `replayed by … at … (task …)`.
+pub fn status_text(mark: Option<&Mark>) -> String {
+    match mark {
+        None => "open".into(),
+        Some(m) => {
+            let what = match &m.how {
+                Handled::Replayed { task } => format!("(task {task})"),
+                Handled::Discarded { note, id } => match note {
+                    Some(n) => format!("({id}: {n})"),
+                    None => format!("({id})"),
+                },
+            };
+            format!("{} by {} at {} {what}", m.status(), m.by, format_ms(m.at))
+        }
+    }
+}
+
 /// One DLQ record as readable text (several lines, no trailing newline).
-pub fn entry_text(topic: &str, e: &DlqEntry, show_payload: bool) -> String {
+pub fn entry_text(topic: &str, e: &DlqEntry, show_payload: bool, mark: Option<&Mark>) -> String {
     let r = &e.record;
     let mut s = format!(
         "{topic}[{}]@{}  {}",
@@ -100,6 +98,7 @@ pub fn entry_text(topic: &str, e: &DlqEntry, show_payload: bool) -> String {
         r.offset,
         format_ms(r.timestamp)
     );
+    let _ = write!(s, "\n  status:  {}", status_text(mark));
     match &e.info {
         Some(i) => {
             let o = &i.origin;
@@ -156,19 +155,75 @@ pub fn entry_text(topic: &str, e: &DlqEntry, show_payload: bool) -> String {
     s
 }
 
+/// A key or value as JSON: the value itself when it is JSON, else base64; with its
+/// encoding (`json` or `base64`). Nothing is cut.
+pub fn payload_json(b: Option<&[u8]>) -> (Value, Value) {
+    match b {
+        None => (Value::Null, Value::Null),
+        Some(b) => match serde_json::from_slice::<Value>(b) {
+            Ok(v) => (v, json!("json")),
+            Err(_) => (
+                json!(base64::engine::general_purpose::STANDARD.encode(b)),
+                json!("base64"),
+            ),
+        },
+    }
+}
+
+/// A header as JSON: UTF-8 values as strings, others base64; Spring's binary numbers
+/// also as `number`.
+fn header_json(key: &str, value: Option<&[u8]>) -> Value {
+    let Some(v) = value else {
+        return json!({"key": key, "value": null});
+    };
+    let mut h = match std::str::from_utf8(v) {
+        Ok(s) => json!({"key": key, "value": s, "encoding": "utf8"}),
+        Err(_) => json!({
+            "key": key,
+            "value": base64::engine::general_purpose::STANDARD.encode(v),
+            "encoding": "base64",
+        }),
+    };
+    let number = match key {
+        "kafka_dlt-original-partition" => <[u8; 4]>::try_from(v)
+            .ok()
+            .map(|b| i64::from(i32::from_be_bytes(b))),
+        "kafka_dlt-original-offset" | "kafka_dlt-original-timestamp" => {
+            <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes)
+        }
+        _ => None,
+    };
+    if let Some(n) = number {
+        h["number"] = json!(n);
+    }
+    h
+}
+
+/// How a record was handled, as JSON.
+pub fn status_json(mark: Option<&Mark>) -> Value {
+    match mark {
+        None => json!({"status": "open"}),
+        Some(m) => {
+            let mut v = json!({"status": m.status(), "by": m.by, "at": m.at});
+            match &m.how {
+                Handled::Replayed { task } => v["task"] = json!(task),
+                Handled::Discarded { id, note } => {
+                    v["id"] = json!(id);
+                    v["note"] = json!(note);
+                }
+            }
+            v
+        }
+    }
+}
+
 /// One DLQ record as a JSON object.
-pub fn entry_json(topic: &str, e: &DlqEntry, show_payload: bool) -> Value {
+pub fn entry_json(topic: &str, e: &DlqEntry, show_payload: bool, mark: Option<&Mark>) -> Value {
     let r = &e.record;
     let headers: Vec<Value> = r
         .headers
         .iter()
-        .map(|h| {
-            let value = h
-                .value
-                .as_deref()
-                .map(|v| header_value(&h.key, Some(v), SHOWN_PAYLOAD));
-            json!({"key": h.key, "value": value})
-        })
+        .map(|h| header_json(&h.key, h.value.as_deref()))
         .collect();
     let mut v = json!({
         "topic": topic,
@@ -178,6 +233,7 @@ pub fn entry_json(topic: &str, e: &DlqEntry, show_payload: bool) -> Value {
         "key_bytes": r.key.as_ref().map(|k| k.len()),
         "value_bytes": r.value.as_ref().map(|k| k.len()),
         "headers": headers,
+        "status": status_json(mark),
     });
     if let Some(i) = &e.info {
         v["origin"] = json!({
@@ -200,8 +256,12 @@ pub fn entry_json(topic: &str, e: &DlqEntry, show_payload: bool) -> Value {
         v["replay_count"] = json!(i.replay_count);
     }
     if show_payload {
-        v["key"] = json!(r.key.as_deref().map(|b| payload(Some(b))));
-        v["value"] = json!(r.value.as_deref().map(|b| payload(Some(b))));
+        let (key, key_encoding) = payload_json(r.key.as_deref());
+        let (value, value_encoding) = payload_json(r.value.as_deref());
+        v["key"] = key;
+        v["key_encoding"] = key_encoding;
+        v["value"] = value;
+        v["value_encoding"] = value_encoding;
     }
     v
 }
@@ -221,18 +281,29 @@ pub struct Stats {
     pub replayed_before: usize,
     /// Records without any dead-letter headers.
     pub no_origin: usize,
+    /// By lifecycle status: open, replayed, discarded.
+    pub by_status: BTreeMap<String, usize>,
 }
 
-/// Counts `entries`.
+/// Counts `entries` (all open).
 pub fn stats(entries: &[DlqEntry]) -> Stats {
-    let mut s = Stats {
-        total: entries.len(),
-        ..Stats::default()
-    };
+    let mut s = Stats::default();
     for e in entries {
+        s.add(e, None);
+    }
+    s
+}
+
+impl Stats {
+    /// Counts one record with how it was handled.
+    pub fn add(&mut self, e: &DlqEntry, mark: Option<&Mark>) {
+        let s = self;
+        s.total += 1;
+        let status = mark.map_or("open", Mark::status);
+        *s.by_status.entry(status.to_string()).or_default() += 1;
         let Some(i) = &e.info else {
             s.no_origin += 1;
-            continue;
+            return;
         };
         let reason = i.reason_text.clone().unwrap_or_else(|| "unknown".into());
         *s.by_reason.entry(reason).or_default() += 1;
@@ -249,13 +320,15 @@ pub fn stats(entries: &[DlqEntry]) -> Stats {
             s.replayed_before += 1;
         }
     }
-    s
-}
 
-impl Stats {
     /// A readable table.
     pub fn render(&self, topic: &str) -> String {
         let mut s = format!("{topic}: {} record(s)\n", self.total);
+        s.push_str("by status:\n");
+        for k in ["open", "replayed", "discarded"] {
+            let n = self.by_status.get(k).copied().unwrap_or(0);
+            let _ = writeln!(s, "  {k:<24} {n}");
+        }
         s.push_str("by reason:\n");
         for (k, n) in &self.by_reason {
             let _ = writeln!(s, "  {k:<24} {n}");
@@ -282,6 +355,11 @@ impl Stats {
             .collect();
         json!({
             "total": self.total,
+            "by_status": {
+                "open": self.by_status.get("open").copied().unwrap_or(0),
+                "replayed": self.by_status.get("replayed").copied().unwrap_or(0),
+                "discarded": self.by_status.get("discarded").copied().unwrap_or(0),
+            },
             "by_reason": self.by_reason,
             "by_origin": origins,
             "by_group": self.by_group,
@@ -350,22 +428,22 @@ mod tests {
     #[test]
     fn text_hides_payloads_unless_asked_and_decodes_spring_numbers() {
         let e = entry(Reason::CrashLoop, 2, 0);
-        let hidden = entry_text("orders.dlq", &e, false);
+        let hidden = entry_text("orders.dlq", &e, false, None);
         assert!(!hidden.contains("secret"), "{hidden}");
         assert!(hidden.contains("origin:  orders[2]@7  group=g"), "{hidden}");
         assert!(hidden.contains("reason:  crash-loop"), "{hidden}");
         assert!(hidden.contains("kafka_dlt-original-partition = 2 (int32)"));
         assert!(hidden.contains("kafka_dlt-original-offset = 7 (int64)"));
-        let with_payload = entry_text("orders.dlq", &e, true);
+        let with_payload = entry_text("orders.dlq", &e, true, None);
         assert!(with_payload.contains("\"secret-value\""), "{with_payload}");
-        let j = entry_json("orders.dlq", &e, false);
+        let j = entry_json("orders.dlq", &e, false, None);
         assert!(j.get("value").is_none());
         assert_eq!(j["origin"]["partition"], 2);
         assert_eq!(j["reason"], "crash-loop");
-        assert_eq!(
-            entry_json("orders.dlq", &e, true)["value"],
-            "\"secret-value\""
-        );
+        let j = entry_json("orders.dlq", &e, true, None);
+        assert_eq!(j["value"], "c2VjcmV0LXZhbHVl");
+        assert_eq!(j["value_encoding"], "base64");
+        assert_eq!(j["status"]["status"], "open");
         assert_eq!(readable(&[0, 1, 255]), "0x0001ff");
         assert!(
             hidden.contains("kafka_dlt-original-topic = \"orders\""),
