@@ -87,6 +87,9 @@ pub struct ProxyConfig {
     pub max_frame_bytes: usize,
     /// How long in-flight requests may take to finish on shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Client connections served at once, over every listener; a connection past the
+    /// limit is closed as soon as it is accepted (counted and logged).
+    pub max_connections: usize,
     /// Optional TLS on the client-facing listeners.
     pub tls: Option<DownstreamTls>,
 }
@@ -101,6 +104,7 @@ impl Default for ProxyConfig {
             node_ports: BTreeMap::new(),
             max_frame_bytes: 100 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            max_connections: 4096,
             tls: None,
         }
     }
@@ -385,6 +389,12 @@ impl Config {
                 "must not be empty",
             ));
         }
+        if self.proxy.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "proxy.max_connections",
+                "must be at least 1",
+            ));
+        }
         if self.proxy.max_frame_bytes < 1024 || self.proxy.max_frame_bytes > i32::MAX as usize {
             return Err(ConfigError::invalid(
                 "proxy.max_frame_bytes",
@@ -634,6 +644,7 @@ mod tests {
             ),
             ("log: {format: xml}", "log.format"),
             ("proxy: {max_frame_bytes: 10}", "proxy.max_frame_bytes"),
+            ("proxy: {max_connections: 0}", "proxy.max_connections"),
             ("proxy: {node_port_base: -1}", "node_port_base"),
             (
                 "upstream: {tls: {ca_file: /no/such/file}}",

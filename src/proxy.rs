@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -50,6 +50,11 @@ pub struct Proxy {
     /// the proxy's own connections only, never applied to a client's.
     upstream: Connector,
     downstream_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// One permit per client connection served (`proxy.max_connections`).
+    connection_slots: Arc<Semaphore>,
+    /// When a refused connection was last logged (ms since start), to log once a second.
+    refusal_logged_ms: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl Proxy {
@@ -75,7 +80,11 @@ impl Proxy {
             move |id| port_config.node_port(id),
             tx,
         );
+        let connection_slots = Arc::new(Semaphore::new(config.proxy.max_connections));
         let proxy = Proxy {
+            connection_slots,
+            refusal_logged_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             config,
             metrics,
             nodes,
@@ -162,13 +171,21 @@ impl Proxy {
             match accepted {
                 Ok((socket, peer)) => {
                     backoff = Duration::from_millis(5);
+                    let Ok(slot) = self.connection_slots.clone().try_acquire_owned() else {
+                        self.refuse(socket, peer);
+                        continue;
+                    };
                     let _ = socket.set_nodelay(true);
                     let this = self.clone();
                     let id = self.next_conn_id();
                     let span =
                         tracing::info_span!("conn", id, client = %peer, node = ?node_of(target));
                     self.tasks.spawn(
-                        async move { this.serve(socket, peer, target, id).await }.instrument(span),
+                        async move {
+                            this.serve(socket, peer, target, id).await;
+                            drop(slot);
+                        }
+                        .instrument(span),
                     );
                 }
                 Err(e) => {
@@ -179,6 +196,27 @@ impl Proxy {
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
+        }
+    }
+
+    /// Closes a connection accepted past `proxy.max_connections`; logs at most once a second.
+    fn refuse(&self, socket: TcpStream, peer: SocketAddr) {
+        self.metrics.connections_refused.inc();
+        drop(socket);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.refusal_logged_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .refusal_logged_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                client = %peer,
+                max_connections = self.config.proxy.max_connections,
+                refused_total = self.metrics.connections_refused.get(),
+                "connection limit reached: closing new client connections until some close (proxy.max_connections)"
+            );
         }
     }
 
