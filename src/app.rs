@@ -87,6 +87,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     if let Some(l) = admin_listener {
         admin = l.local_addr().ok();
         tracing::info!(admin = ?admin, "admin server listening");
+        if proxy.config.admin.token.is_none() && admin.is_some_and(|a| !a.ip().is_loopback()) {
+            tracing::warn!(admin = ?admin,
+                "the admin API listens beyond loopback without admin.token: anyone who reaches it can quarantine and release records");
+        }
         let router = crate::admin::router(proxy.clone()).merge(crate::watch::admin_api::routes(
             watch.clone(),
             proxy.config.admin.token.clone(),

@@ -657,6 +657,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn admin_listens_on_loopback_by_default() {
+        let c = load("{}", &[]).unwrap();
+        let addr: SocketAddr = c.admin.listen.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert!(c.admin.token.is_none());
+    }
+
     const SASL: &str = "upstream: {sasl: {mechanism: SCRAM-SHA-512, username: q, password: pw}}";
 
     #[test]
