@@ -3,8 +3,9 @@ count at the end (produced = committed + dead-lettered, nothing hidden that is n
 DLQ):
 
 - the broker slower than ``write_timeout_ms`` on DLQ writes (held by the gate, released
-  later): nothing is hidden while the writes time out; the held writes then land late, so
-  the DLQ may hold the record twice (at-least-once), never zero times;
+  later): nothing is hidden while the writes time out; every timed-out write then lands
+  late, so the DLQ holds the record several times (at-least-once), never zero times, and
+  ``quarantine dlq replay`` writes it back once;
 - the DLQ topic deleted mid-run: the next diversion recreates it;
 - the proxy killed -9 after the DLQ acknowledged a write and before the decision reached
   the state topic (the state write held by the gate): after the restart the record is
@@ -17,11 +18,15 @@ cannot be produced by this broker.
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from apps.supervisor import start_app
 from conftest import unique_name
+from harness import quarantine_bin
 from fault_support import (check_counted, dlq_origins, fault_watch_yaml, gated_fixture,
                            proxy_produce_to, proxy_state_decision)
 from poison_support import (Offsets, create_topic, diagnose, end_offsets, is_poison,
@@ -79,8 +84,15 @@ def test_dlq_writes_slower_than_the_write_timeout(stack, request, tmp_path):
         gate.release()
         app.stop()
     letters = dlq_origins(stack.broker, f"{topic}.dlq", at_least=1)
-    check_counted("dlq-slower-than-write-timeout", stack, topic, group, produced,
-                  app.processed(), poison, letters, allow_duplicates=True)
+    figures = check_counted("dlq-slower-than-write-timeout", stack, topic, group, produced,
+                            app.processed(), poison, letters, allow_duplicates=True)
+    # The late copies are the same dead letter: a replay writes the record back once.
+    out = subprocess.run([str(quarantine_bin()), "dlq", "replay", f"{topic}.dlq",
+                          "--bootstrap", stack.broker, "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert re.search(rf"would replay 1, .* {figures['duplicates']} duplicate copies",
+                     out.stdout), out.stdout
 
 
 @pytest.mark.timeout(420)

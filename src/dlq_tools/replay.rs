@@ -3,7 +3,8 @@
 //! `__quarantine.replay.count` one higher. Records already replayed `--max-replays` times
 //! are refused, so a record that keeps failing cannot loop between topic and DLQ forever.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -97,6 +98,14 @@ pub enum Outcome {
     Filtered,
     /// No dead-letter headers name its origin.
     NoOrigin,
+    /// Another copy of the same dead letter (same group, origin and replay count: a DLQ
+    /// write that timed out and landed anyway, then was retried) is replayed instead.
+    Duplicate {
+        /// DLQ partition of the copy replayed.
+        partition: i32,
+        /// DLQ offset of the copy replayed.
+        offset: i64,
+    },
 }
 
 /// One DLQ record and its outcome.
@@ -147,6 +156,11 @@ impl ReplayReport {
         self.count(|o| matches!(o, Outcome::NoOrigin))
     }
 
+    /// Further copies of a dead letter already replayed in this run.
+    pub fn duplicates(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Duplicate { .. }))
+    }
+
     /// A readable report, one line per record then totals.
     pub fn render(&self, dlq: &str, dry_run: bool) -> String {
         let mut s = String::new();
@@ -179,16 +193,21 @@ impl ReplayReport {
                 ),
                 Outcome::Filtered => writeln!(s, "skipped {at}: filtered out"),
                 Outcome::NoOrigin => writeln!(s, "skipped {at}: no origin headers"),
+                Outcome::Duplicate { partition, offset } => writeln!(
+                    s,
+                    "skipped {at}: a copy of {dlq}[{partition}]@{offset} (same origin and group)"
+                ),
             };
         }
         let verb = if dry_run { "would replay" } else { "replayed" };
         let _ = writeln!(
             s,
-            "{verb} {}, refused {} (replay limit), skipped {} (filters), {} without origin",
+            "{verb} {}, refused {} (replay limit), skipped {} (filters), {} without origin, {} duplicate copies",
             self.replayed(),
             self.refused(),
             self.filtered(),
-            self.no_origin()
+            self.no_origin(),
+            self.duplicates()
         );
         for (p, next) in &self.next_offsets {
             let _ = writeln!(s, "continue partition {p} with --from-offset {next}");
@@ -204,6 +223,10 @@ impl ReplayReport {
 }
 
 /// Where one record goes.
+/// What makes two DLQ records copies of one dead letter: group, source topic, partition,
+/// offset, and replay count.
+type DeadLetterKey = (String, String, i32, i64, u32);
+
 struct Planned {
     topic: String,
     partition: i32,
@@ -222,6 +245,8 @@ pub async fn replay(
     let entries = read_dlq(cluster, dlq, selection).await?;
     let mut report = ReplayReport::default();
     let mut planned: Vec<(DlqEntry, String)> = Vec::new();
+    // The DLQ position of the first copy of each dead letter.
+    let mut first_copy: HashMap<DeadLetterKey, (i32, i64)> = HashMap::new();
     for e in entries {
         report.next_offsets.insert(e.partition, e.record.offset + 1);
         let outcome = match &e.info {
@@ -230,7 +255,26 @@ pub async fn replay(
             Some(i) if i.replay_count >= options.max_replays => Some(Outcome::Refused {
                 replays: i.replay_count,
             }),
-            Some(_) => None,
+            Some(i) => {
+                let o = &i.origin;
+                let key = (
+                    o.group.clone(),
+                    o.topic.clone(),
+                    o.partition,
+                    o.offset,
+                    i.replay_count,
+                );
+                match first_copy.entry(key) {
+                    Entry::Occupied(first) => {
+                        let (partition, offset) = *first.get();
+                        Some(Outcome::Duplicate { partition, offset })
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert((e.partition, e.record.offset));
+                        None
+                    }
+                }
+            }
         };
         match (outcome, &e.info) {
             (Some(o), _) => report.actions.push(ReplayAction {
