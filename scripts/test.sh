@@ -42,6 +42,15 @@ log "cargo test"
 export QUARANTINE_TESTS_REQUIRE_REAL=1 QUARANTINE_PYTHON="$PY"
 cargo test || status=1
 
+# Fuzz smoke: every cargo-fuzz target for 10,000 executions from the committed seeds
+# (scripts/fuzz.sh; the long run is `scripts/fuzz.sh`). Needs the nightly toolchain.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    log "fuzz smoke (scripts/fuzz.sh --smoke)"
+    "$REPO_ROOT/scripts/fuzz.sh" --smoke || status=1
+else
+    log "no nightly toolchain; skipping the fuzz smoke run"
+fi
+
 log "pytest proto-tests"
 pytest_status=0
 # Each test has its own time limit (pytest.ini); this bounds the whole run, and SIGINT

@@ -61,6 +61,9 @@ pub struct ProxyConfig {
     pub buffer_budget_bytes: Option<u64>,
     /// How long in-flight requests may take to finish on shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Client connections served at once, over every listener; a connection past the
+    /// limit is closed as soon as it is accepted (counted and logged).
+    pub max_connections: usize,
     /// Optional TLS on the client-facing listeners.
     pub tls: Option<DownstreamTls>,
 }
@@ -76,6 +79,7 @@ impl Default for ProxyConfig {
             max_frame_bytes: 100 * 1024 * 1024,
             buffer_budget_bytes: None,
             shutdown_grace_ms: 10_000,
+            max_connections: 4096,
             tls: None,
         }
     }
@@ -383,6 +387,12 @@ impl Config {
                 "must be at least 1048576 (1 MiB)",
             ));
         }
+        if self.proxy.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "proxy.max_connections",
+                "must be at least 1",
+            ));
+        }
         if self.proxy.max_frame_bytes < 1024 || self.proxy.max_frame_bytes > i32::MAX as usize {
             return Err(ConfigError::invalid(
                 "proxy.max_frame_bytes",
@@ -677,6 +687,7 @@ mod tests {
                 "proxy: {buffer_budget_bytes: 1000}",
                 "proxy.buffer_budget_bytes",
             ),
+            ("proxy: {max_connections: 0}", "proxy.max_connections"),
             ("proxy: {node_port_base: -1}", "node_port_base"),
             (
                 "upstream: {tls: {ca_file: /no/such/file}}",
@@ -687,6 +698,14 @@ mod tests {
             let err = load(yaml, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: `{err}` should name {key}");
         }
+    }
+
+    #[test]
+    fn admin_listens_on_loopback_by_default() {
+        let c = load("{}", &[]).unwrap();
+        let addr: SocketAddr = c.admin.listen.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert!(c.admin.token.is_none());
     }
 
     const SASL: &str = "upstream: {sasl: {mechanism: SCRAM-SHA-512, username: q, password: pw}}";

@@ -89,6 +89,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Client connections accepted since start.
     pub connections_total: Counter,
+    /// Client connections closed on accept because `proxy.max_connections` were open.
+    pub connections_refused: Counter,
     /// Bytes moved, by direction.
     pub bytes: Family<DirectionLabel, Counter>,
     /// Requests forwarded, by API.
@@ -169,6 +171,7 @@ impl Metrics {
         let m = Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
+            connections_refused: Counter::default(),
             bytes: Family::default(),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency),
@@ -210,6 +213,11 @@ impl Metrics {
             "connections",
             "Client connections accepted",
             m.connections_total.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed on accept: proxy.max_connections were open",
+            m.connections_refused.clone(),
         );
         registry.register("bytes", "Bytes moved through the proxy", m.bytes.clone());
         registry.register("requests", "Requests forwarded", m.requests.clone());

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +50,11 @@ pub struct Proxy<H: Hooks> {
     /// the proxy's own connections only, never applied to a client's.
     upstream: Connector,
     pub(super) downstream_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// One permit per client connection served (`proxy.max_connections`).
+    pub(super) connection_slots: Arc<Semaphore>,
+    /// When a refused connection was last logged (ms since start), to log once a second.
+    refusal_logged_ms: AtomicU64,
+    started: std::time::Instant,
 }
 
 /// What [`Proxy::new`] returns: the shared state and the receiver of listener-open
@@ -77,6 +82,7 @@ impl<H: Hooks> Proxy<H> {
                 .buffer_budget_bytes
                 .unwrap_or_else(budget::default_bytes),
         );
+        let connection_slots = Arc::new(Semaphore::new(config.proxy.max_connections));
         let config = Arc::new(config);
         let port_config = config.clone();
         let nodes = NodeRegistry::new(
@@ -92,6 +98,9 @@ impl<H: Hooks> Proxy<H> {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             budget,
+            connection_slots,
+            refusal_logged_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             ready: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             next_bootstrap: AtomicUsize::new(0),
@@ -116,6 +125,27 @@ impl<H: Hooks> Proxy<H> {
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Closes a connection accepted past `proxy.max_connections`; logs at most once a second.
+    pub(super) fn refuse(&self, socket: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+        self.metrics.connections_refused.inc();
+        drop(socket);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.refusal_logged_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .refusal_logged_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                client = %peer,
+                max_connections = self.config.proxy.max_connections,
+                refused_total = self.metrics.connections_refused.get(),
+                "connection limit reached: closing new client connections until some close (proxy.max_connections)"
+            );
+        }
     }
 
     /// Connects to the broker a client connection is meant for.

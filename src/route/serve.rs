@@ -65,12 +65,21 @@ async fn accept<H: Hooks>(proxy: Arc<Proxy<H>>, listener: TcpListener, target: T
         listener,
         &shutdown,
         |socket, peer| {
+            // One slot per connection served (`proxy.max_connections`).
+            let Ok(slot) = proxy.connection_slots.clone().try_acquire_owned() else {
+                proxy.refuse(socket, peer);
+                return;
+            };
             let this = proxy.clone();
             let id = proxy.next_conn_id();
             let span = tracing::info_span!("conn", id, client = %peer, node = node_of(target));
-            proxy
-                .tasks
-                .spawn(async move { serve(this, socket, peer, target, id).await }.instrument(span));
+            proxy.tasks.spawn(
+                async move {
+                    serve(this, socket, peer, target, id).await;
+                    drop(slot);
+                }
+                .instrument(span),
+            );
         },
         |e| {
             proxy.metrics.error("accept");

@@ -38,6 +38,7 @@ pub struct ManualQuarantine {
 
 /// The routes, to merge into the admin router.
 pub fn routes(watch: Arc<ConsumerWatch>, token: Option<String>) -> Router {
+    let api = QuarantineApi { watch, token };
     Router::new()
         .route("/quarantine", get(list).post(quarantine))
         .route("/quarantine/searches", get(searches))
@@ -47,7 +48,24 @@ pub fn routes(watch: Arc<ConsumerWatch>, token: Option<String>) -> Router {
         )
         .route("/quarantine/guards", get(guards))
         .route("/quarantine/guards/{group}/rearm", post(rearm))
-        .with_state(QuarantineApi { watch, token })
+        // The token is checked before anything reads the request body, so an
+        // unauthenticated request gets 401 whatever its body or content type.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            require_token,
+        ))
+        .with_state(api)
+}
+
+async fn require_token(
+    State(api): State<QuarantineApi>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !authorized(&api, request.headers()) {
+        return unauthorized();
+    }
+    next.run(request).await
 }
 
 /// Whether the request carries the configured token (`Authorization: Bearer ...`), compared

@@ -266,11 +266,21 @@ impl Diverter {
             dead_letter::dlq_partition(key.partition, record.key.as_deref(), dlq_partitions);
         let started = Instant::now();
         let timeout = Duration::from_millis(self.policy.config.dead_letter.write_timeout_ms);
-        let dlq_offset = self
-            .cluster
-            .produce(&dlq, partition, &[letter], -1, timeout)
-            .await
-            .map_err(|e| format!("producing to {dlq}[{partition}]: {e}"))?;
+        // The whole write (leader lookup, retries, a busy connection) within the timeout:
+        // the produce's own timeouts add the request timeout and retry.
+        let dlq_offset = tokio::time::timeout(
+            timeout,
+            self.cluster
+                .produce(&dlq, partition, &[letter], -1, timeout),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "producing to {dlq}[{partition}]: not acknowledged within watch.dead_letter.write_timeout_ms ({} ms)",
+                timeout.as_millis()
+            )
+        })?
+        .map_err(|e| format!("producing to {dlq}[{partition}]: {e}"))?;
         self.metrics
             .dlq_write_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -17,7 +17,7 @@ mod guarding;
 pub mod policy;
 pub mod searches;
 pub(crate) mod source_check;
-pub(crate) mod store;
+pub mod store;
 pub(crate) mod topics;
 
 use std::sync::{Arc, Mutex};

@@ -399,6 +399,14 @@ impl Store {
     }
 }
 
+/// Decodes one state-topic message value as [`Store::read_new`] does and encodes it again,
+/// as the store writes it. `Err` is a message `read_new` skips with a warning. For the
+/// fuzz targets (decode, then encode → decode is identity).
+pub fn reencode_state_message(value: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let message: StateMessage = serde_json::from_slice(value)?;
+    serde_json::to_vec(&message)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -135,6 +135,9 @@ pub struct ReplayReport {
     pub max_replays: u32,
     /// Records without dead-letter headers.
     pub no_origin: u64,
+    /// Further copies of a dead letter replayed before (same group, origin and replay
+    /// count: a DLQ write that timed out, was written again, and landed anyway).
+    pub duplicates: u64,
     /// Per target partition.
     pub targets: BTreeMap<(String, i32), TargetSum>,
     /// Where each DLQ partition's read stopped.
@@ -223,14 +226,15 @@ impl ReplayReport {
         }
         let _ = writeln!(
             s,
-            "looked at {}; skipped {} already replayed, {} discarded, {} refused (--max-replays {}), {} filtered out, {} without dead-letter headers",
+            "looked at {}; skipped {} already replayed, {} discarded, {} refused (--max-replays {}), {} filtered out, {} without dead-letter headers, {} duplicate copies",
             thousands(self.looked_at),
             self.already_replayed,
             self.discarded,
             self.refused,
             self.max_replays,
             self.filtered,
-            self.no_origin
+            self.no_origin,
+            self.duplicates
         );
         if self.settled > 0 {
             let _ = writeln!(
@@ -312,6 +316,7 @@ impl ReplayReport {
                 "max_replays": self.max_replays,
                 "filtered": self.filtered,
                 "no_origin": self.no_origin,
+                "duplicates": self.duplicates,
             },
             "settled": self.settled,
             "targets": targets,
@@ -543,6 +548,7 @@ pub async fn replay(
     let result = run_chunks(
         cluster,
         &mut Chunks {
+            seen: Default::default(),
             dlq,
             ledger_topic: &ledger_topic,
             task: &task,
@@ -639,7 +645,13 @@ async fn wait_for_commits(
 /// A record to write: its DLQ offset, the record, and the group it was diverted for.
 type Pending = (i64, Record, String);
 
+/// What makes two DLQ records copies of one dead letter: group, origin topic, partition and
+/// offset, and replay count.
+type DeadLetterKey = (String, String, i32, i64, u32);
+
 struct Chunks<'a> {
+    /// The dead letters replayed (by this task or an earlier one) seen so far.
+    seen: std::collections::HashSet<DeadLetterKey>,
     dlq: &'a str,
     ledger_topic: &'a str,
     task: &'a str,
@@ -692,6 +704,35 @@ async fn run_chunks(
         let mut groups: IndexMap<(String, i32), Vec<Pending>> = IndexMap::new();
         for (e, class) in &chunk.items {
             let at = format!("{}[{}]@{}", c.dlq, e.partition, e.record.offset);
+            let key = e.info.as_ref().map(|i| {
+                (
+                    i.origin.group.clone(),
+                    i.origin.topic.clone(),
+                    i.origin.partition,
+                    i.origin.offset,
+                    i.replay_count,
+                )
+            });
+            let copy = match (class, key) {
+                (Class::Replayed(_), Some(k)) => {
+                    c.seen.insert(k);
+                    false
+                }
+                (Class::Selected, Some(k)) => !c.seen.insert(k),
+                _ => false,
+            };
+            if copy {
+                report.duplicates += 1;
+                if c.options.list {
+                    let line = format!("skipped {at}: a copy of a dead letter replayed before (same group, origin and replay count)");
+                    if c.options.json {
+                        out.line(&json!({"dlq_partition": e.partition, "dlq_offset": e.record.offset, "outcome": line}).to_string())?;
+                    } else {
+                        out.line(&line)?;
+                    }
+                }
+                continue;
+            }
             let line = match class {
                 Class::NoOrigin => {
                     report.no_origin += 1;
