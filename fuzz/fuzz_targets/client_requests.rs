@@ -7,17 +7,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use quarantine_fuzz::requests::{
-    consumer_assignment, fetch_positions, group_request, offset_commit, request_head, ApiKey,
+    consumer_assignment, decode, fetch_positions, group_request, offset_commit, request_head,
+    ConsumerApi,
 };
 
-const GROUP_APIS: [ApiKey; 7] = [
-    ApiKey::JoinGroup,
-    ApiKey::SyncGroup,
-    ApiKey::Heartbeat,
-    ApiKey::LeaveGroup,
-    ApiKey::OffsetFetch,
-    ApiKey::ConsumerGroupHeartbeat,
-    ApiKey::OffsetCommit,
+const GROUP_APIS: [ConsumerApi; 8] = [
+    ConsumerApi::JoinGroup,
+    ConsumerApi::SyncGroup,
+    ConsumerApi::Heartbeat,
+    ConsumerApi::LeaveGroup,
+    ConsumerApi::OffsetFetch,
+    ConsumerApi::ConsumerGroupHeartbeat,
+    ConsumerApi::OffsetCommit,
+    ConsumerApi::Fetch,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -47,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         n => {
             let api = GROUP_APIS[usize::from(n) % GROUP_APIS.len()];
             let _ = group_request(api, body, version);
+            let _ = decode(api, body, version);
         }
     }
 });

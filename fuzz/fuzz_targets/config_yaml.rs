@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(tree) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+    let Ok(tree) = serde_norway::from_str::<serde_norway::Value>(text) else {
         return;
     };
     if let Ok(config) = Config::from_value(tree) {

@@ -13,7 +13,7 @@ pub mod requests {
     /// Kafka API keys (the `kafka-protocol` crate's, as the library takes them).
     pub use kafka_protocol::messages::ApiKey;
     pub use quarantine::protocol::consumer_requests::{
-        consumer_assignment, fetch_positions, group_request, offset_commit,
+        consumer_assignment, decode, fetch_positions, group_request, offset_commit, ConsumerApi,
     };
     pub use quarantine::protocol::wire::request_head;
 }
@@ -25,6 +25,11 @@ pub mod batches {
         decode_batch, encode_batch_framed, hide_offsets, rewrite, scan, trim_after, BatchHeader,
         Compression, Entries, Entry, SnappyFraming, Verdict,
     };
+}
+
+/// The Fetch response reader the proxy streams broker bytes through.
+pub mod fetch_scan {
+    pub use quarantine::protocol::fetch_scan::{FetchScanner, Step, MAX_VERSION, MIN_VERSION};
 }
 
 /// The quarantine state topic's message decoder.
