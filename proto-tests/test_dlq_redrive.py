@@ -203,7 +203,7 @@ def test_a_record_failing_again_after_replay_is_diverted_again_and_refused(stack
         # Good records behind it, so the group has something to commit past it.
         more = produce(stack.bootstrap, topic, order_items(1, 5))
         # The app still cannot process it: the proxy diverts the replayed copy again.
-        wait_for(lambda: len(read_topic(stack.broker, dlq_topic, settle=0.5)) == 2, 240,
+        wait_for(lambda: len(read_topic(stack.broker, dlq_topic, settle=3.0)) == 2, 240,
                  "the replayed record to be diverted again", diagnose(stack, app, token=TOKEN))
         wait_caught_up(stack, group, topic, end_offsets(more, 1), 240, diagnose(stack, app, token=TOKEN))
     finally:

@@ -136,7 +136,7 @@ def test_kill9_between_dlq_ack_and_state_write(stack, request, tmp_path):
     diag = diagnose(stack, app)
     try:
         # The DLQ acknowledged the write; the decision's write to the state topic is held.
-        wait_for(lambda: len(read_topic(stack.broker, dlq, settle=0.2)) >= 1, 200,
+        wait_for(lambda: len(read_topic(stack.broker, dlq, settle=3.0)) >= 1, 200,
                  "the dead letter written", diag)
         wait_for(lambda: gate.held >= 1, 60, "the state write held", diag)
         proxy.kill9()
