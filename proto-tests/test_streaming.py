@@ -18,11 +18,16 @@ import pytest
 from confluent_kafka import Consumer
 
 from conftest import RDKAFKA_FAST, unique_name
-from poison_support import (admin_call, create_topic, metric_for, order_items, produce,
-                            stack_fixture)
+from poison_support import admin_call, create_topic, metric_for, produce, stack_fixture
 
 RECORDS = 400
 HIDDEN = 150
+
+
+def items(first: int, count: int) -> list:
+    """Records of 1 KiB: a fetch of them is over the 64 KiB a response must have to stream
+    (smaller ones are held whole: they cost little and keep every rewrite)."""
+    return [(0, str(i).encode(), b"%06d" % i + b"x" * 1018, []) for i in range(first, first + count)]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,7 @@ def test_held_and_streamed_responses_interleave_on_one_connection(stack, request
     proxy = stack.proxy
     topic = create_topic(stack.bootstrap, unique_name(request), 1)
     half = RECORDS // 2
-    produce(stack.bootstrap, topic, order_items(1, half))
+    produce(stack.bootstrap, topic, items(0, half))
     group, other = topic + ".hides", topic + ".sees-all"
     body = {"group": group, "topic": topic, "partition": 0, "offset": HIDDEN,
             "reason": "streaming test"}
@@ -85,7 +90,7 @@ def test_held_and_streamed_responses_interleave_on_one_connection(stack, request
         assert held >= 1, f"held {held}"
         # Past it: the same consumer's fetches stream, new records included.
         streamed1 = metric_for(proxy, "quarantine_fetch_responses_streamed_total")
-        produce(stack.bootstrap, topic, order_items(1, RECORDS - half))
+        produce(stack.bootstrap, topic, items(half, RECORDS - half))
         second = read(c, RECORDS - half, group)
         assert second == list(range(half, RECORDS))
     finally:
@@ -94,9 +99,7 @@ def test_held_and_streamed_responses_interleave_on_one_connection(stack, request
     assert streamed >= 1, f"streamed {streamed} after the hidden record"
     assert metric_for(proxy, "quarantine_fetch_responses_streamed_total") > streamed0
 
-    held1 = metric_for(proxy, "quarantine_fetch_responses_held_total")
     streamed2 = metric_for(proxy, "quarantine_fetch_responses_streamed_total")
     assert read_all(stack.bootstrap, topic, other, RECORDS) == list(range(RECORDS))
-    # Nothing hidden from this group and nothing to judge: its responses stream.
-    assert metric_for(proxy, "quarantine_fetch_responses_held_total") == held1
+    # Nothing hidden from this group and nothing to judge: its large responses stream.
     assert metric_for(proxy, "quarantine_fetch_responses_streamed_total") > streamed2

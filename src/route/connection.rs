@@ -284,7 +284,7 @@ async fn responses<H: Hooks>(
         let api = ApiLabel {
             api: api_name(entry.api_key),
         };
-        let written = match stream_plan(proxy, conn, &entry) {
+        let written = match stream_plan(proxy, conn, &entry, PREFIX + size) {
             Some(plan) => {
                 match stream(&mut upstream, &mut client, PREFIX + size, plan).await {
                     Ok(Streamed::Raw) => {}
@@ -417,14 +417,19 @@ enum StreamError {
 }
 
 /// Whether a response is streamed: everything forwarded unchanged is, and so is a Fetch
-/// response the hooks cannot want to change (and whose version the scanner reads).
+/// response over 64 KiB the hooks cannot want to change (and whose version the scanner
+/// reads).
 fn stream_plan<H: Hooks>(
     proxy: &Proxy<H>,
     conn: &ConnInfo,
     entry: &InFlight<H::Exchange>,
+    total: usize,
 ) -> Option<Plan> {
     match &entry.handling {
         Handling::Forward | Handling::ThenOpaque => Some(Plan::Raw),
+        // A small response costs little held whole, and held it keeps every rewrite,
+        // KIP-951 leader endpoints included (they come with errors, in small answers).
+        Handling::Fetch(_) if total <= crate::route::budget::SMALL => None,
         Handling::Fetch(x) => {
             let scanner = FetchScanner::new(entry.api_version)?;
             let may = x
