@@ -194,6 +194,32 @@ pub async fn call_with(
     Ok(body.trim().to_string())
 }
 
+/// Rows as a table for a terminal: columns padded to their widest cell (in characters),
+/// two spaces apart, no trailing blanks.
+pub fn columns(lines: &[Vec<String>]) -> String {
+    let n = lines.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for l in lines {
+        let cells: Vec<String> = l
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Runs one admin API command on a small runtime and prints its answer: exit 0, 64 for a
 /// usage or config mistake, 1 when the API could not be reached or refused.
 pub fn run_blocking(

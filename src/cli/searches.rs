@@ -1,7 +1,6 @@
 //! `quarantine searches`: the poison searches under way, as a sidecar's admin API reports
 //! them (`GET /quarantine/searches`), as a table or JSON.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -83,19 +82,7 @@ fn table(rows: &[SearchView]) -> String {
             r.holder.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..lines[0].len())
-        .map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for l in &lines {
-        let cells: Vec<String> = l
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    out
+    super::admin::columns(&lines)
 }
 
 #[cfg(test)]

@@ -160,8 +160,8 @@ async fn run(args: StateArgs) -> Result<String, StateError> {
             check(&record)?;
             let path = format!(
                 "/quarantine/{}/{}/{}/{}",
-                enc(&record.group),
-                enc(&record.topic),
+                super::admin::percent_encode(&record.group),
+                super::admin::percent_encode(&record.topic),
                 record.partition,
                 record.offset
             );
@@ -264,38 +264,7 @@ fn table(rows: &[Value]) -> String {
             text(&r["instance"]),
         ]);
     }
-    let widths: Vec<usize> = (0..lines[0].len())
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for l in &lines {
-        let cells: Vec<String> = l
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// Escapes a path segment.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    super::admin::columns(&lines)
 }
 
 /// One admin API call with an optional JSON body; returns the answer's text.
@@ -324,6 +293,5 @@ mod tests {
         assert!(t.contains("orders.dlq[2]@5"), "{t}");
         assert!(t.contains("2023-11-14T22:13:20.123Z"), "{t}");
         assert_eq!(table(&[]), "no record is quarantined\n");
-        assert_eq!(enc("a/b c"), "a%2Fb%20c");
     }
 }
