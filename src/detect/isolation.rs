@@ -119,6 +119,9 @@ pub(crate) struct Isolation {
     /// When the dead-letter write in flight was handed out; the partition is held
     /// meanwhile, so the consumer does not fail on the record once more.
     write_in_flight: Option<Instant>,
+    /// Taken over from a shared state (another sidecar, or this one before a restart)
+    /// and nothing handed out since: the client may hold records of a later window.
+    restored: bool,
 }
 
 impl Isolation {
@@ -155,6 +158,7 @@ impl Isolation {
             first_delivery: count.first,
             diverting: None,
             write_in_flight: None,
+            restored: false,
         }
     }
 
@@ -254,6 +258,18 @@ impl Isolation {
             }
             self.backoff_until = None;
         }
+        if self.past_the_window(fetch_offset) {
+            // The client holds records this search never handed it: it got them before
+            // the search was taken over from a shared state (which lags behind the commits
+            // and windows of a sidecar killed a moment later), or it sought forward. What
+            // it has is behind it; its next record is the window, so that its commit
+            // proves something and the search goes on.
+            self.window_end = fetch_offset;
+            self.window_opened = now;
+            self.asked_beyond = false;
+            self.quiet_since = now;
+            self.last_progress = now;
+        }
         let end = self.window_end;
         if fetch_offset > end {
             self.note_ask_beyond(now);
@@ -261,7 +277,8 @@ impl Isolation {
         }
         if v.first > end {
             // No record at the window end (compaction, hidden records): let the next one
-            // through so the client can move.
+            // through so the client can move; it is the window's end now.
+            self.window_end = v.first;
             return if v.last > v.first {
                 Action::Trim {
                     last_offset: v.first,
@@ -277,7 +294,16 @@ impl Isolation {
         }
     }
 
+    /// Whether the client asks from past what this search handed out: more than one
+    /// record past the window, or just past it when the window was handed out before
+    /// the search was restored.
+    fn past_the_window(&self, fetch_offset: i64) -> bool {
+        let next = self.window_end.saturating_add(1);
+        fetch_offset > next || (fetch_offset == next && self.restored)
+    }
+
     pub(crate) fn note_delivered(&mut self, last: i64, now: Instant) {
+        self.restored = false;
         self.delivered_end = Some(self.delivered_end.map_or(last, |d| d.max(last)));
         self.quiet_since = now;
         self.last_delivery = Some(now);
@@ -602,6 +628,7 @@ impl Isolation {
             first_delivery,
             diverting: s.diverting,
             write_in_flight: s.diverting.map(|_| now),
+            restored: true,
         }
     }
 }

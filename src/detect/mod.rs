@@ -573,6 +573,26 @@ impl Detector {
         self.touched(key);
     }
 
+    /// A commit read from the broker rather than seen on the wire (after a search was
+    /// taken over from the shared state, which may lag behind the group's commits).
+    /// Applied only when it is ahead of the commit this detector knows: a commit that
+    /// passed through the proxy meanwhile is newer, and an older one would look like a
+    /// seek back.
+    pub fn commit_read(&mut self, key: &PartitionKey, offset: i64, now: Instant) {
+        let ahead = self
+            .keys
+            .get(key)
+            .is_some_and(|s| s.committed.is_none_or(|c| offset > c));
+        if ahead {
+            self.commit(key, offset, now);
+        }
+    }
+
+    /// Whether this detector has state for `key`.
+    pub fn tracks(&self, key: &PartitionKey) -> bool {
+        self.keys.contains_key(key)
+    }
+
     /// A client connection closed (whatever it carried).
     pub fn conn_closed(&mut self, conn: ConnId, now: Instant) {
         self.closed.insert(conn, now);

@@ -522,17 +522,40 @@ impl ConsumerWatch {
         let now = Instant::now();
         let me = self.diverter.instance().to_string();
         let incoming = self.store.take_searches();
+        let mut refresh = Vec::new();
         let changed = {
             let mut detector = self.detector();
             for s in &incoming {
+                let new_here = !detector.tracks(&s.key);
                 if detector.adopt(&s.key, &s.search, &s.instance, &me, now) {
                     self.metrics.searches_adopted.inc();
                     tracing::debug!(group = %s.key.group, topic = %s.key.topic, partition = s.key.partition,
                         from = %s.instance, version = s.search.version, "continuing a search another sidecar shared");
+                    let Some(iso) = &s.search.isolation else {
+                        continue;
+                    };
+                    // Its record was diverted after the state was shared (the decision is
+                    // in the store): the search is over.
+                    if let Some(p) = iso.diverting {
+                        if self
+                            .store
+                            .get(&s.key.group, &s.key.topic, s.key.partition, p)
+                            .is_some()
+                        {
+                            detector.diverted(&s.key, p);
+                            continue;
+                        }
+                    }
+                    if new_here {
+                        refresh.push(s.key.clone());
+                    }
                 }
             }
             detector.take_changed_searches()
         };
+        for key in refresh {
+            self.refresh_commit(key);
+        }
         for (key, search) in changed {
             let store = self.store.clone();
             let instance = me.clone();
@@ -542,6 +565,34 @@ impl ConsumerWatch {
                 }
             });
         }
+    }
+
+    /// Reads the group's committed offset of `key` from the broker for a search taken
+    /// over from the state topic: the commits the group made through a sidecar that died
+    /// before it shared them are not in that state, and a search waiting for a commit
+    /// the group already made would wait for nothing.
+    fn refresh_commit(&self, key: PartitionKey) {
+        let cluster = self.diverter.cluster().clone();
+        let detector = self.detector.clone();
+        tokio::spawn(async move {
+            match cluster
+                .committed_offsets(&key.group, &key.topic, &[key.partition])
+                .await
+            {
+                Ok(committed) => {
+                    if let Some(offset) = committed.get(&key.partition) {
+                        detector
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .commit_read(&key, *offset, Instant::now());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(group = %key.group, topic = %key.topic, partition = key.partition, error = %e,
+                        "cannot read the committed offset of a search taken over");
+                }
+            }
+        });
     }
 
     /// Writes the poison records the detector named outside a fetch (a crash judged a

@@ -446,6 +446,53 @@ fn the_search_travels_to_another_sidecar() {
     assert_eq!(a.status().owner.as_deref(), Some("pod-b"));
 }
 
+/// A sidecar killed mid-search shared its state a moment before it died: the client
+/// it served has records of later windows, and commits the restarted sidecar never saw.
+#[test]
+fn a_restored_search_catches_up_with_a_client_ahead_of_it() {
+    let mut a = H::new(DetectConfig::default());
+    a.isolate_0_to_99();
+    let (key, stale) = a.det.take_changed_searches().pop().expect("shared");
+    assert_eq!(stale.isolation.as_ref().map(|i| i.window_end), Some(0));
+
+    // The client is at 8: it has records this sidecar never handed out. Its next record
+    // opens the window, so its commit moves the search on.
+    let mut b = H::new(DetectConfig::default());
+    assert!(b
+        .det
+        .adopt(&key, &stale, "quarantine", "quarantine-b", b.at(0)));
+    assert!(b.det.tracks(&key));
+    assert_eq!(b.fetch(100, 7, 8, 8, 99).action, trim(8));
+    b.commit(200, 9);
+    let iso = b.status().isolation.expect("still searching");
+    assert!(iso.good_to >= 8 && iso.window_end > 8, "{iso:?}");
+
+    // The client is just past the stale window (it was handed record 0 before the
+    // restart): that window is behind it, so it gets its next record.
+    let mut c = H::new(DetectConfig::default());
+    assert!(c
+        .det
+        .adopt(&key, &stale, "quarantine", "quarantine-c", c.at(0)));
+    assert_eq!(c.fetch(100, 7, 1, 1, 99).action, trim(1));
+    // Once this sidecar handed out a window, the gate is its own again: asking past it
+    // waits for the commit.
+    assert_eq!(c.fetch(200, 7, 2, 2, 99).action, Action::Withhold);
+
+    // A commit read from the broker applies only when it is ahead of what is known.
+    let mut d = H::new(DetectConfig::default());
+    assert!(d
+        .det
+        .adopt(&key, &stale, "quarantine", "quarantine-d", d.at(0)));
+    d.det.commit_read(&key, 5, d.at(50));
+    assert_eq!(d.status().committed, Some(5));
+    d.det.commit_read(&key, 3, d.at(60));
+    assert_eq!(
+        d.status().committed,
+        Some(5),
+        "an older commit is not a seek back"
+    );
+}
+
 #[test]
 fn memory_is_bounded() {
     let limits = DetectorLimits {
