@@ -82,6 +82,24 @@ impl Cluster {
         Ok(info)
     }
 
+    /// Creates a topic unless the metadata already shows it; `Ok(true)` when created. A
+    /// cluster whose topics are made by its operators (and where this client may not
+    /// create topics, or the broker has no CreateTopics) works as long as they exist.
+    pub async fn create_topic_if_missing(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<bool, ClusterError> {
+        let md = self.metadata(&[topic]).await?;
+        if md.partition_count(topic).is_some_and(|n| n > 0) {
+            return Ok(false);
+        }
+        self.create_topic(topic, partitions, replication_factor, configs)
+            .await
+    }
+
     /// Creates a topic; `Ok(true)` when created, `Ok(false)` when it already existed. The
     /// replication factor is lowered to the broker count, with a warning. Waits (briefly,
     /// bounded) until the metadata shows a leader for every partition.

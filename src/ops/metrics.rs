@@ -427,6 +427,10 @@ fn api_key_name(api: kafka_protocol::messages::ApiKey) -> &'static str {
         A::ListTransactions => "ListTransactions",
         A::GetTelemetrySubscriptions => "GetTelemetrySubscriptions",
         A::PushTelemetry => "PushTelemetry",
+        A::ShareGroupHeartbeat => "ShareGroupHeartbeat",
+        A::ShareGroupDescribe => "ShareGroupDescribe",
+        A::ShareFetch => "ShareFetch",
+        A::ShareAcknowledge => "ShareAcknowledge",
         _ => "Other",
     }
 }

@@ -3,7 +3,9 @@
 //! Each API's range is intersected with the range the `kafka-protocol` crate knows; APIs
 //! the crate does not know are removed, since the proxy could not vouch for them. A client
 //! that asked for an ApiVersions version the broker does not support gets a v0 answer with
-//! `UNSUPPORTED_VERSION`; that answer is decoded and capped as v0.
+//! `UNSUPPORTED_VERSION`; that answer is decoded and capped as v0, or passed on as it came
+//! when it is not a v0 body: some brokers (librdkafka's mock cluster) write it in the
+//! flexible format of the version asked, and clients read it either way.
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -52,11 +54,19 @@ pub fn rewrite(frame: &[u8], version: i16) -> Result<BytesMut, WireError> {
         .get(PREFIX + 4..PREFIX + 6)
         .map(|b| i16::from_be_bytes([b[0], b[1]]))
         .unwrap_or(0);
-    let version = if error == UNSUPPORTED_VERSION {
-        0
-    } else {
-        version
-    };
+    if error == UNSUPPORTED_VERSION {
+        // It names the ApiVersions versions to retry with; the retry's answer is capped.
+        return match decode_response::<ApiVersionsResponse>(frame, ApiKey::ApiVersions, 0) {
+            Ok((header, mut body)) => {
+                cap(&mut body);
+                encode_response(&header, &body, ApiKey::ApiVersions, 0)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, version, "ApiVersions UNSUPPORTED_VERSION answer is not a v0 body; passed on as it is");
+                Ok(BytesMut::from(frame))
+            }
+        };
+    }
     let (header, mut body) =
         decode_response::<ApiVersionsResponse>(frame, ApiKey::ApiVersions, version)?;
     cap(&mut body);
@@ -103,5 +113,19 @@ mod tests {
         assert_eq!(h.correlation_id, 9);
         assert_eq!(b.error_code, UNSUPPORTED_VERSION);
         assert_eq!(b.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn unsupported_version_answer_in_another_format_passes_unchanged() {
+        // librdkafka's mock cluster answers ApiVersions v3 (it speaks v0-v2) like this:
+        // correlation id, UNSUPPORTED_VERSION, then its supported range in a flexible form.
+        let mut frame = BytesMut::new();
+        let payload: &[u8] = &[
+            0, 0, 0, 7, 0, 0x23, 0x01, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0,
+        ];
+        frame.extend_from_slice(&(payload.len() as i32).to_be_bytes());
+        frame.extend_from_slice(payload);
+        let out = rewrite(&frame, 3).unwrap();
+        assert_eq!(&out[..], &frame[..]);
     }
 }

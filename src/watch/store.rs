@@ -345,7 +345,7 @@ impl Store {
 
     async fn load_once(&self) -> Result<usize, StoreError> {
         self.cluster
-            .create_topic(&self.topic, 1, 3, &[("cleanup.policy", "compact")])
+            .create_topic_if_missing(&self.topic, 1, 3, &[("cleanup.policy", "compact")])
             .await
             .map_err(|e| self.err(e.to_string()))?;
         *self.next_offset.lock().unwrap_or_else(|e| e.into_inner()) = 0;

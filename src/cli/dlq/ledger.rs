@@ -406,12 +406,9 @@ impl Ledger {
 
 /// Creates the ledger topic when missing: one partition, records kept forever.
 pub async fn ensure_topic(cluster: &Cluster, topic: &str) -> Result<(), ToolError> {
-    let md = cluster.metadata(&[topic]).await?;
-    if md.partition_count(topic).is_none() {
-        cluster
-            .create_topic(topic, 1, 3, &[("retention.ms", "-1")])
-            .await?;
-    }
+    cluster
+        .create_topic_if_missing(topic, 1, 3, &[("retention.ms", "-1")])
+        .await?;
     Ok(())
 }
 
