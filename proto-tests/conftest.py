@@ -2,6 +2,10 @@
 front of it per test module, unique topic names per test, and the broker/proxy logs
 attached to every failure report.
 
+A module that sets ``GROUP_PROTOCOLS = ("classic", "consumer")`` and whose fixtures ask for
+``group_protocol`` runs once per consumer group protocol: its tests' ids end in
+``[classic-...]`` or ``[consumer-...]``, so ``-k consumer`` selects the KIP-848 runs.
+
 Set ``PROTO_TESTS_VIA=direct`` to run the client tests against the broker itself (to tell
 a proxy bug from a broker bug); the proxy-only tests are then reported as skipped with that
 reason.
@@ -27,11 +31,36 @@ RDKAFKA_FAST = {
 }
 
 
+BOTH_GROUP_PROTOCOLS = ("classic", "consumer")
+
+
+def rdkafka_group_conf(group_protocol: str = "classic") -> dict:
+    """RDKAFKA_FAST for a consumer of ``group_protocol``: under KIP-848 the coordinator owns
+    the session timeout and the heartbeat interval, and librdkafka refuses them."""
+    if group_protocol == "classic":
+        return dict(RDKAFKA_FAST)
+    conf = {k: v for k, v in RDKAFKA_FAST.items()
+            if k not in ("session.timeout.ms", "heartbeat.interval.ms")}
+    return {**conf, "group.protocol": group_protocol}
+
+
+def pytest_generate_tests(metafunc):
+    protocols = getattr(metafunc.module, "GROUP_PROTOCOLS", None)
+    if protocols and "group_protocol" in metafunc.fixturenames:
+        metafunc.parametrize("group_protocol", protocols, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, request):
-    """A broker plus proxy for one test module."""
+def group_protocol(request) -> str:
+    """The consumer group protocol this module's stack and applications use."""
+    return getattr(request, "param", "classic")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, request, group_protocol):
+    """A broker plus proxy for one test module (per group protocol, see above)."""
     workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-    s = Stack(workdir=workdir).start()
+    s = Stack(workdir=workdir, group_protocol=group_protocol).start()
     yield s
     s.stop()
 
@@ -69,6 +98,18 @@ def new_topic(stack, request):
 def group_name(request):
     """A consumer group name unique to the test."""
     return unique_name(request, ".g")
+
+
+@pytest.fixture(autouse=True)
+def kafka4_baseline(request):
+    """After each test whose stack has the KIP-848 gate (which holds everyone to the Kafka
+    4.x protocol baseline): no request, from the clients or the proxy, was of a version
+    Kafka 4.x no longer speaks."""
+    yield
+    for name in ("stack", "fleet"):
+        gate = getattr(request.node.funcargs.get(name), "gate", None)
+        if gate is not None and gate.refused:
+            pytest.fail(f"requests below the Kafka 4.x baseline: {dict(gate.refused)}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -314,53 +314,89 @@ def pids_connected_to(port: int) -> set[int]:
     return pids
 
 
+def kip848_gate_for(tansu: Tansu, group_protocol: str):
+    """For ``consumer``, a started KIP-848 gate (``kip848_gate``) in front of ``tansu``,
+    which then advertises the gate's address as its own: tansu 0.6.0 does not speak
+    ConsumerGroupHeartbeat. The gate also holds everyone to the Kafka 4.x protocol baseline
+    (KIP-896): a request of a removed version closes the connection and is counted in
+    ``gate.refused``. None for ``classic``. The gate's session timeout is the
+    ``session.timeout.ms`` most classic test applications use (3 s), so both protocols
+    wait about as long for a member that died (a Kafka 4.x broker waits 45 s at least:
+    ``group.consumer.min.session.timeout.ms``)."""
+    if group_protocol == "classic":
+        return None
+    if group_protocol != "consumer":
+        raise ValueError(f"group protocol {group_protocol!r}")
+    from kip848_gate import KIP896_BASELINE, Kip848Gate
+    gate = Kip848Gate("127.0.0.1", tansu.port, session_timeout_ms=3000,
+                      baseline=KIP896_BASELINE).start()
+    tansu.advertised_port = gate.port
+    return gate
+
+
 class Stack:
     """A broker and, unless ``via`` is ``direct``, a quarantine proxy in front of it.
 
     ``bootstrap`` is what clients use. ``via=direct`` (or ``PROTO_TESTS_VIA=direct``) points
-    clients at the broker itself, to tell a proxy bug from a broker bug.
+    clients at the broker itself, to tell a proxy bug from a broker bug. With
+    ``group_protocol="consumer"`` the broker is tansu behind the KIP-848 gate.
     """
 
     def __init__(self, via: str | None = None, workdir: Path | None = None,
-                 **quarantine_args):
+                 group_protocol: str = "classic", **quarantine_args):
         self.via = via or os.environ.get("PROTO_TESTS_VIA", "proxy")
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="stack-"))
         (self.workdir / "tansu").mkdir(parents=True, exist_ok=True)
         (self.workdir / "quarantine").mkdir(parents=True, exist_ok=True)
         self.tansu = Tansu(port=free_port(), workdir=self.workdir / "tansu")
+        self.group_protocol = group_protocol
+        self.gate = kip848_gate_for(self.tansu, group_protocol)
         self.proxy: Quarantine | None = None
         quarantine_args.setdefault("workdir", self.workdir / "quarantine")
         self._quarantine_args = quarantine_args
 
     def start(self) -> "Stack":
-        self.tansu.start()
-        if self.via == "proxy":
-            self.proxy = Quarantine(upstream=self.tansu.address, **self._quarantine_args)
-            try:
+        try:
+            self.tansu.start()
+            if self.via == "proxy":
+                self.proxy = Quarantine(upstream=self.broker, **self._quarantine_args)
                 self.proxy.start()
-            except BaseException:
-                self.tansu.stop()
-                raise
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @property
+    def broker(self) -> str:
+        """The broker as clients would reach it without the proxy (the KIP-848 gate when
+        there is one: to clients, it is the broker)."""
+        return self.gate.address if self.gate is not None else self.tansu.address
+
+    @property
+    def broker_port(self) -> int:
+        return self.gate.port if self.gate is not None else self.tansu.port
+
+    @property
     def bootstrap(self) -> str:
-        return self.proxy.bootstrap if self.proxy else self.tansu.address
+        return self.proxy.bootstrap if self.proxy else self.broker
 
     def allowed_ports(self) -> set[int]:
         """Ports a client may see in metadata."""
-        return self.proxy.proxy_ports() if self.proxy else {self.tansu.port}
+        return self.proxy.proxy_ports() if self.proxy else {self.broker_port}
 
     def stop(self) -> None:
         if self.proxy:
             self.proxy.stop()
         self.tansu.stop()
+        if self.gate is not None:
+            self.gate.stop()
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tails(self) -> str:
-        out = f"--- tansu log ---\n{_tail(self.tansu.log_path)}\n"
+        out = f"--- kip848 gate ---\n{self.gate.summary()}\n" if self.gate else ""
+        out += f"--- tansu log ---\n{_tail(self.tansu.log_path)}\n"
         if self.proxy:
             out += f"--- quarantine log ---\n{_tail(self.proxy.log_path, 60)}\n"
         return out

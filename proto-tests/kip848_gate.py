@@ -23,6 +23,10 @@ temporary leave (epoch -2, its place kept until the session times out; a new mem
 the same instance id takes it over), FENCED_MEMBER_EPOCH / UNKNOWN_MEMBER_ID answers to
 heartbeats. Not covered: regex subscriptions, rack-aware assignment, ConsumerGroupDescribe
 (left to the broker), mixed classic/consumer groups, persistence across a gate restart.
+
+With a ``baseline`` (``KIP896_BASELINE``) it is also a Kafka 4.x broker in what it speaks:
+ApiVersions advertises no version below the baseline, and a request below it closes the
+connection (as Kafka 4.0 does), counted in ``refused``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ LEAVE = -1
 STATIC_LEAVE = -2
 
 ASSIGNORS = ("uniform", "range")
+
+KIP896_BASELINE = {
+    0: 7, 1: 4, 2: 1, 3: 4, 8: 2, 9: 1, 10: 1, 11: 2, 17: 1, 19: 2, 20: 1, 23: 2, 29: 1,
+    30: 1, 31: 1, 32: 1, 34: 1, 35: 1, 38: 1, 39: 1, 40: 1, 41: 1, 42: 1,
+}
+"""API key -> lowest version left once every version KIP-896 deprecated (the
+``deprecatedVersions`` of Kafka 3.7-3.9's message definitions) is gone. Kafka 4.0 removed
+most of them (it keeps Produce v3-v6 for now), so this is the 4.x baseline or stricter."""
 
 
 # --- wire helpers ---------------------------------------------------------------------------
@@ -301,7 +313,8 @@ class Kip848Gate:
                  port: int = 0, session_timeout_ms: int = 6000,
                  heartbeat_interval_ms: int = 500, assignor: str = "uniform",
                  extra_apis: dict[int, tuple[int, int]] | None = None,
-                 canned: dict[int, bytes] | None = None):
+                 canned: dict[int, bytes] | None = None,
+                 baseline: dict[int, int] | None = None):
         if assignor not in ASSIGNORS:
             raise ValueError(f"assignor {assignor!r} is not one of {ASSIGNORS}")
         self.upstream = (upstream_host, upstream_port)
@@ -312,6 +325,9 @@ class Kip848Gate:
         self.assignor = assignor
         self.extra_apis = dict(extra_apis or {})
         self.canned = dict(canned or {})
+        self.baseline = dict(baseline or {})
+        self.refused: Counter = Counter()  # (api key, version) below the baseline
+        self.versions: Counter = Counter()  # (api key, version) of every request
         self.groups: dict[str, Group] = {}
         self._lock = threading.RLock()
         self.heartbeats: Counter = Counter()
@@ -408,6 +424,7 @@ class Kip848Gate:
                             for mid, m in g.members.items()} for gid, g in self.groups.items()}
             return (f"kip848 gate on {self.port}: heartbeats {dict(self.heartbeats)}, "
                     f"commits {dict(self.commits)}, offset fetches {dict(self.fetches)}, "
+                    f"refused below the baseline {dict(self.refused)}, "
                     f"groups {groups}, last events {self.events[-12:]}")
 
     # connections
@@ -476,8 +493,15 @@ class Kip848Gate:
 
     async def _handle(self, h: Header, data: bytes):
         """(local answer, bytes to forward, response transform)."""
+        with self._lock:
+            self.versions[(h.api_key, h.api_version)] += 1
         if h.api_key == API_VERSIONS:
             return None, data, lambda r: self._api_versions(r, h.api_version)
+        if h.api_version < self.baseline.get(h.api_key, 0):
+            # A version the broker no longer speaks: Kafka closes the connection.
+            with self._lock:
+                self.refused[(h.api_key, h.api_version)] += 1
+            raise Refused(f"api {h.api_key} v{h.api_version} is below the baseline")
         if h.api_key == CONSUMER_GROUP_HEARTBEAT:
             if h.api_version > 1:
                 body = i32(0) + i16(UNSUPPORTED_VERSION) + c_str(None) + c_str(None) + i32(0)
@@ -516,6 +540,13 @@ class Kip848Gate:
             if key in apis:
                 apis[key] = (apis[key][0], min(apis[key][1], 9))
         apis.update(self.extra_apis)
+        for key, lowest in self.baseline.items():
+            if key in apis:
+                lo, hi = apis[key]
+                if max(lo, lowest) > hi:
+                    del apis[key]
+                else:
+                    apis[key] = (max(lo, lowest), hi)
         out = i32(correlation_id) + i16(error)
         out += c_len(len(apis)) if flexible else i32(len(apis))
         for key, (lo, hi) in sorted(apis.items()):

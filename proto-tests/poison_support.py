@@ -2,9 +2,15 @@
 ``watch:`` config, consumer applications run as real processes under a supervisor that
 restarts them, and the checks that count every record.
 
-The broker is read and written directly (``stack.tansu.address``) when a test checks what
-is really in a topic or what a group really committed; the applications always go through
+The broker is read and written directly (``stack.broker``) when a test checks what is
+really in a topic or what a group really committed; the applications always go through
 the proxy.
+
+A stack is built for one consumer group protocol (``group_protocol``): ``classic`` is
+tansu itself; ``consumer`` (KIP-848) puts ``kip848_gate`` in front of tansu, because tansu
+does not speak ConsumerGroupHeartbeat, and librdkafka applications started through
+``start_app`` then join with ``group.protocol=consumer``. Suites that list both in
+``GROUP_PROTOCOLS`` run once per protocol (see ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -136,37 +142,63 @@ class SchemaTansu(Tansu):
 
 class PoisonStack(Stack):
     """A broker and a watching proxy. ``watch`` is the proxy's ``watch:`` YAML (None: no
-    section at all, the defaults); ``schemas`` makes the broker refuse some topics."""
+    section at all, the defaults); ``schemas`` makes the broker refuse some topics;
+    ``group_protocol`` ``consumer`` puts the KIP-848 gate in front of the broker."""
 
     def __init__(self, workdir: Path, watch: str | None, admin_token: str | None = None,
-                 schemas: dict[str, dict] | None = None):
-        super().__init__(via="proxy", workdir=workdir)
+                 schemas: dict[str, dict] | None = None, group_protocol: str = "classic"):
+        super().__init__(via="proxy", workdir=workdir, group_protocol=group_protocol)
         if schemas:
-            self.tansu = SchemaTansu(port=self.tansu.port, workdir=self.tansu.workdir,
-                                     schemas=schemas)
-        self.proxy = WatchedQuarantine(upstream=self.tansu.address, extra_yaml=watch or "",
+            self.tansu = SchemaTansu(port=self.tansu.port,
+                                     advertised_port=self.tansu.advertised_port,
+                                     workdir=self.tansu.workdir, schemas=schemas)
+        self.proxy = WatchedQuarantine(upstream=self.broker, extra_yaml=watch or "",
                                        admin_token=admin_token,
                                        workdir=self.workdir / "quarantine")
 
     def start(self) -> "PoisonStack":
-        self.tansu.start()
         try:
+            self.tansu.start()
             self.proxy.start()
         except BaseException:
-            self.tansu.stop()
+            self.stop()
             raise
         return self
 
-    @property
-    def broker(self) -> str:
-        """The broker's own address, for checks that must not go through the proxy."""
-        return self.tansu.address
+
+def speaks(client: str, group_protocol: str) -> bool:
+    """Whether the test application of ``client`` joins groups with ``group_protocol``:
+    librdkafka speaks both; kafka-python and kafkajs only the classic protocol."""
+    return group_protocol == "classic" or client == "rdkafka"
+
+
+def check_group_protocol(stack, group: str) -> None:
+    """Under KIP-848, the group really was a KIP-848 group: the gate coordinated it (a
+    member that fell back to the classic protocol would have gone to the broker); and no
+    one (clients, the proxy's own connections) sent a request of a version Kafka 4.x no
+    longer speaks."""
+    gate = getattr(stack, "gate", None)
+    if gate is not None:
+        assert any(g == group and "join" in e for g, _m, e in gate.events), (
+            f"{group} never joined through ConsumerGroupHeartbeat")
+        assert not gate.refused, f"requests below the Kafka 4.x baseline: {dict(gate.refused)}"
+        # The consumers fetched by topic id (Fetch v13+), not by name.
+        fetches = sorted(v for (api, v) in gate.versions if api == 1)
+        assert fetches and max(fetches) >= 13, f"Fetch versions {fetches}: none by topic id"
+
+
+def skip_unless_speaks(stack, client: str) -> None:
+    protocol = getattr(stack, "group_protocol", "classic")
+    if not speaks(client, protocol):
+        pytest.skip(f"{client} speaks only the classic group protocol, not {protocol}")
 
 
 def stack_fixture(tmp_path_factory, name: str, **kwargs):
-    """Body of a module-scoped ``stack`` fixture: a PoisonStack for that module."""
+    """Body of a module-scoped ``stack`` fixture: a PoisonStack for that module (pass the
+    ``group_protocol`` fixture's value to run the module per protocol)."""
     if os.environ.get("PROTO_TESTS_VIA") == "direct":
         pytest.skip("PROTO_TESTS_VIA=direct: poison detection needs the proxy")
+    name += f"-{kwargs['group_protocol']}" if "group_protocol" in kwargs else ""
     s = PoisonStack(workdir=tmp_path_factory.mktemp(name), **kwargs).start()
     try:
         yield s

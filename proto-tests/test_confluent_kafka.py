@@ -1,5 +1,6 @@
 """librdkafka (confluent-kafka) through the proxy: topics, codecs, headers, group commit and
-resume, rebalance, and addresses."""
+resume, rebalance, and addresses. Runs once per group protocol: classic, and KIP-848
+(``group.protocol=consumer``, the broker behind the test-only KIP-848 gate)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaException, Produce
                              TopicPartition)
 from confluent_kafka.admin import AdminClient
 
-from conftest import RDKAFKA_FAST
+from conftest import BOTH_GROUP_PROTOCOLS, rdkafka_group_conf
 from harness import pids_connected_to
 from records import CODECS, Rec, assert_offsets_dense, assert_same_records, make_records
 
@@ -34,10 +35,13 @@ def to_rec(msg) -> Rec:
     return Rec(msg.partition(), msg.key(), msg.value(), headers, msg.offset())
 
 
-def consumer(bootstrap: str, group: str, **conf) -> Consumer:
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
+def consumer(bootstrap: str, group: str, group_protocol: str = "classic", **conf) -> Consumer:
     return Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                     **RDKAFKA_FAST, **conf})
+                     **rdkafka_group_conf(group_protocol), **conf})
 
 
 def poll_until(consumers: list[Consumer], done, timeout: float, sink: dict) -> None:
@@ -75,7 +79,7 @@ def read_all(bootstrap: str, topic: str, partitions: int, count: int, group: str
 def assert_proxy_address(stack, host: str, port: int) -> None:
     assert host == "127.0.0.1" and port in stack.allowed_ports(), (
         f"client was told about {host}:{port}; proxy ports are {stack.allowed_ports()}, "
-        f"the broker is on {stack.tansu.port}")
+        f"the broker is on {stack.broker_port}")
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -104,7 +108,7 @@ def test_group_commit_stop_restart_resumes(stack, new_topic, group_name):
     sent = make_records("resume", 600, 3)
     produce(stack.bootstrap, topic, sent, **{"linger.ms": 50})  # multi-record batches
 
-    first = consumer(stack.bootstrap, group_name)
+    first = consumer(stack.bootstrap, group_name, stack.group_protocol)
     processed: list[Rec] = []
     try:
         first.subscribe([topic])
@@ -125,7 +129,7 @@ def test_group_commit_stop_restart_resumes(stack, new_topic, group_name):
     expected = {p: o if o > 0 else -1001 for p, o in expected.items()}  # -1001: no commit
     assert committed == expected
 
-    second = consumer(stack.bootstrap, group_name)
+    second = consumer(stack.bootstrap, group_name, stack.group_protocol)
     second.subscribe([topic])
     sink: dict[int, list[Rec]] = {}
     try:
@@ -145,20 +149,23 @@ def test_rebalance_between_two_members(stack, new_topic, group_name):
     topic = new_topic(partitions=4)
     assignments: dict[int, list[int]] = {0: [], 1: []}
 
+    # Additions and removals: the classic protocol's eager rebalance revokes and assigns
+    # everything, KIP-848's is incremental (only what moves).
     def on_assign(index):
         def cb(c, partitions):
-            assignments[index] = sorted(tp.partition for tp in partitions)
+            assignments[index] = sorted(set(assignments[index])
+                                        | {tp.partition for tp in partitions})
         return cb
 
     def on_revoke(index):
         def cb(c, partitions):
-            assignments[index] = []
+            assignments[index] = sorted(set(assignments[index])
+                                        - {tp.partition for tp in partitions})
         return cb
 
-    a = consumer(stack.bootstrap, group_name, **{"enable.auto.commit": True,
-                                                 "auto.commit.interval.ms": 200})
-    b = consumer(stack.bootstrap, group_name, **{"enable.auto.commit": True,
-                                                 "auto.commit.interval.ms": 200})
+    auto_commit = {"enable.auto.commit": True, "auto.commit.interval.ms": 200}
+    a = consumer(stack.bootstrap, group_name, stack.group_protocol, **auto_commit)
+    b = consumer(stack.bootstrap, group_name, stack.group_protocol, **auto_commit)
     sink: dict[int, list[Rec]] = {}
     try:
         a.subscribe([topic], on_assign=on_assign(0), on_revoke=on_revoke(0))
@@ -200,7 +207,7 @@ def test_metadata_names_only_proxy_addresses(stack, new_topic, group_name):
         assert_proxy_address(stack, node.host, node.port)
 
     produce(stack.bootstrap, topic, make_records("md", 10, 2))
-    c = consumer(stack.bootstrap, group_name)
+    c = consumer(stack.bootstrap, group_name, stack.group_protocol)
     c.subscribe([topic])
     sink: dict[int, list[Rec]] = {}
     try:
@@ -213,8 +220,10 @@ def test_metadata_names_only_proxy_addresses(stack, new_topic, group_name):
         if stack.proxy is not None:
             # While producer, consumer and admin connections are open, nothing but the
             # proxy holds a connection to the broker.
-            direct = pids_connected_to(stack.tansu.port) - {stack.proxy.proc.pid}
+            # (The KIP-848 gate runs in this process: under it, nothing but the proxy
+            # holds a connection to the gate, which clients take for the broker.)
+            direct = pids_connected_to(stack.broker_port) - {stack.proxy.proc.pid}
             assert direct == set(), f"processes {direct} bypass the proxy"
-            assert os.getpid() not in pids_connected_to(stack.tansu.port)
+            assert os.getpid() not in pids_connected_to(stack.broker_port)
     finally:
         c.close()

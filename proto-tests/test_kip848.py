@@ -13,7 +13,6 @@ import struct
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -25,9 +24,8 @@ from harness import Tansu, free_port
 from kip848_gate import Group, Kip848Gate, Member, Reader, assign, c_len, c_str, pairs
 from poison_support import (REASONS, Offsets, WatchedQuarantine, check_dlq, check_nothing_lost,
                             diagnose, end_offsets, is_poison, metric_for, order_items,
-                            partition_count, produce, quarantined, wait_caught_up, wait_for,
+                            produce, quarantined, wait_caught_up, wait_for,
                             watch_yaml)
-from test_poison_no_false_positives import clean_restarts, rebalances
 
 SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
 # Canned answers the gate gives to the share-group APIs (tansu does not speak them): the
@@ -436,34 +434,6 @@ def test_poison_with_consumer_protocol(stack, poison_outcomes, name):
     assert entry["reason"] in reasons
     # The members really were KIP-848 ones: the gate coordinated the group.
     assert any(g == group and "join" in e for g, _m, e in stack.gate.events)
-
-
-# --- no false positives with group.protocol=consumer -----------------------------------------
-
-HEALTHY = {"rebalances": rebalances, "clean-restarts": clean_restarts}
-
-
-@pytest.fixture(scope="module")
-def healthy_outcomes(stack, tmp_path_factory):
-    logdir = tmp_path_factory.mktemp("kip848-healthy")
-    with ThreadPoolExecutor(len(HEALTHY)) as pool:
-        yield {name: pool.submit(fn, stack, logdir, group_protocol="consumer")
-               for name, fn in HEALTHY.items()}
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", list(HEALTHY))
-def test_healthy_consumer_protocol_never_diverted(stack, healthy_outcomes, name):
-    """Members joining, leaving cleanly, killed and restarted, and clean restarts, all as
-    KIP-848 members: partitions move by heartbeat only (no JoinGroup), and the re-delivery
-    a new owner gets from the commit is not taken for a failure."""
-    topic, produced, apps = healthy_outcomes[name].result(timeout=280)
-    processed = set().union(*(app.processed() for app in apps))
-    check_nothing_lost(produced, processed, [])
-    assert partition_count(stack.broker, f"{topic}.dlq") is None, "a DLQ topic was created"
-    assert [q for q in quarantined(stack.proxy) if q["topic"] == topic] == []
-    assert metric_for(stack.proxy, "quarantine_records_diverted_total", topic=topic) == 0
-    assert any(g == f"{topic}.g" and "join" in e for g, _m, e in stack.gate.events)
 
 
 # --- fast failover: the proxy's KIP-848 leave heartbeat -------------------------------------

@@ -8,23 +8,29 @@ import urllib.parse
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import RDKAFKA_FAST, unique_name
+from conftest import BOTH_GROUP_PROTOCOLS, rdkafka_group_conf, unique_name
 from poison_support import (Offsets, admin_call, check_dead_letter, create_topic, order_items,
                             produce, quarantined, read_topic, stack_fixture)
 
 TOKEN = "s3cret-admin-token"
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "poison-admin", watch=None, admin_token=TOKEN)
+def stack(tmp_path_factory, group_protocol):
+    yield from stack_fixture(tmp_path_factory, "poison-admin", watch=None, admin_token=TOKEN,
+                             group_protocol=group_protocol)
 
 
-def read_offsets(bootstrap: str, topic: str, group: str, count: int) -> list[int]:
-    """Offsets group ``group`` receives from the start of partition 0 of ``topic``,
-    waiting for ``count`` and a moment more."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, **RDKAFKA_FAST})
+def read_offsets(stack, topic: str, group: str, count: int) -> list[int]:
+    """Offsets group ``group`` receives from the start of partition 0 of ``topic``
+    (through the proxy, with the stack's group protocol), waiting for ``count`` and a
+    moment more."""
+    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  **rdkafka_group_conf(stack.group_protocol)})
     c.subscribe([topic])
     got: list[int] = []
     deadline = time.monotonic() + 60
@@ -70,8 +76,8 @@ def test_manual_quarantine_and_release(stack, request):
                       reasons={"manual", "bad order by hand"}, min_deliveries=0)
 
     # Hidden from that group only.
-    assert read_offsets(stack.bootstrap, topic, group, 19) == [o for o in range(20) if o != 7]
-    assert read_offsets(stack.bootstrap, topic, other, 20) == list(range(20))
+    assert read_offsets(stack, topic, group, 19) == [o for o in range(20) if o != 7]
+    assert read_offsets(stack, topic, other, 20) == list(range(20))
 
     status, answer = admin_call(proxy, "DELETE", path, token=TOKEN)
     assert status == 200, f"DELETE {path}: {status} {answer}"
@@ -81,7 +87,7 @@ def test_manual_quarantine_and_release(stack, request):
         offsets.commit(topic, {0: 0})
     finally:
         offsets.close()
-    assert read_offsets(stack.bootstrap, topic, group, 20) == list(range(20))
+    assert read_offsets(stack, topic, group, 20) == list(range(20))
 
 
 @pytest.mark.timeout(180)

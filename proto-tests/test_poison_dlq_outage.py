@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+from conftest import BOTH_GROUP_PROTOCOLS
 from apps.supervisor import start_app
 from poison_support import (Offsets, check_dlq, check_nothing_lost, create_topic, diagnose,
                             end_offsets, is_poison, order_items, produce, quarantined,
@@ -25,9 +26,12 @@ REFUSE_ALL = {"type": "object", "properties": {
 DETECTION = {"max_deliveries": 2, "isolation_idle_timeout": "5s"}
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "poison-dlq-outage",
+def stack(tmp_path_factory, group_protocol):
+    yield from stack_fixture(tmp_path_factory, "poison-dlq-outage", group_protocol=group_protocol,
                              watch=watch_yaml(**DETECTION),
                              schemas={f"{TOPIC}.dlq": REFUSE_ALL})
 

@@ -10,6 +10,9 @@
 Every test counts every record: each one is processed by the application or is one of the
 poison records, which are in the DLQ exactly once each, with their origin in the headers.
 No healthy record is in the DLQ.
+
+The module runs once per group protocol; under KIP-848 the librdkafka applications join with
+``group.protocol=consumer`` and the kafka-python and kafkajs runs are skipped.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from conftest import BOTH_GROUP_PROTOCOLS
 from apps.supervisor import JS_CONSUMER, Supervisor, app_command, start_app
-from harness import Tansu, _tail, free_port, quarantine_bin
-from poison_support import (Produced, WatchedQuarantine, admin_call, check_dlq, metric_samples,
-                            check_nothing_lost, create_topic, diagnose, end_offsets, is_poison,
-                            metric_for, order_items, produce, quarantined, stack_fixture,
-                            wait_caught_up, wait_for, watch_yaml)
+from harness import Tansu, _tail, free_port, kip848_gate_for, quarantine_bin
+from poison_support import (Produced, WatchedQuarantine, admin_call, check_dlq,
+                            check_group_protocol, check_nothing_lost, create_topic, diagnose,
+                            end_offsets, is_poison, metric_for, metric_samples,
+                            order_items, produce, quarantined, skip_unless_speaks, speaks,
+                            stack_fixture, wait_caught_up, wait_for, watch_yaml)
 
 # librdkafka batches of 125 records, lz4, as the producer of the issue's orders topic.
 LZ4_BATCHES = {"compression.type": "lz4", "batch.num.messages": 125, "linger.ms": 100}
@@ -121,10 +126,14 @@ SINGLE = {
 SINGLE_POISON = {(0, 187), (1, 62), (2, 312)}
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, group_protocol):
     # No detection settings at all: the defaults (max_deliveries 3) must do.
-    yield from stack_fixture(tmp_path_factory, "poison-fleet", watch=watch_yaml())
+    yield from stack_fixture(tmp_path_factory, "poison-fleet", watch=watch_yaml(),
+                             group_protocol=group_protocol)
 
 
 def run_single(stack, name: str, client: str, spec: dict, logdir) -> Run:
@@ -146,20 +155,23 @@ def run_single(stack, name: str, client: str, spec: dict, logdir) -> Run:
 @pytest.fixture(scope="module")
 def single_runs(stack, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("poison-fleet-apps")
-    with ThreadPoolExecutor(len(SINGLE)) as pool:
+    runs = {name: s for name, s in SINGLE.items() if speaks(s[0], stack.group_protocol)}
+    with ThreadPoolExecutor(len(runs)) as pool:
         yield {name: pool.submit(run_single, stack, name, client, spec, logdir)
-               for name, (client, spec) in SINGLE.items()}
+               for name, (client, spec) in runs.items()}
 
 
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("name", list(SINGLE))
 def test_several_poison_records_in_one_application_are_all_diverted(stack, single_runs, name):
     client, _ = SINGLE[name]
+    skip_unless_speaks(stack, client)
     if client == "kafkajs" and not (JS_CONSUMER.parent / "node_modules").exists():
         pytest.skip("proto-tests/js/node_modules missing: run scripts/setup.sh")
     run: Run = single_runs[name].result(timeout=470)
     check_dlq(stack, run.topic, run.group, run.poison, partitions=4)
     check_nothing_lost(run.produced, run.processed(), run.poison)
+    check_group_protocol(stack, run.group)
     entries = {(q["partition"], q["offset"]) for q in quarantined(stack.proxy)
                if q["group"] == run.group}
     assert entries == {p.at for p in run.poison}
@@ -192,10 +204,12 @@ def test_several_poison_records_in_one_application_are_all_diverted(stack, singl
 class Fleet:
     """One broker and three proxies, as three pods each with its own sidecar."""
 
-    def __init__(self, workdir, size: int = 3):
+    def __init__(self, workdir, size: int = 3, group_protocol: str = "classic"):
         self.workdir = workdir
+        self.group_protocol = group_protocol
         self.tansu = Tansu(port=free_port(), workdir=workdir / "tansu")
-        self.proxies = [WatchedQuarantine(upstream=self.tansu.address,
+        self.gate = kip848_gate_for(self.tansu, group_protocol)
+        self.proxies = [WatchedQuarantine(upstream=self.broker,
                                           extra_yaml=watch_yaml() + f"  instance: pod-{i}\n",
                                           workdir=workdir / f"quarantine-{i}")
                         for i in range(size)]
@@ -204,19 +218,27 @@ class Fleet:
         (workdir / "tansu").mkdir(parents=True, exist_ok=True)
 
     def start(self) -> "Fleet":
-        self.tansu.start()
-        for p in self.proxies:
-            p.start()
+        try:
+            self.tansu.start()
+            for p in self.proxies:
+                p.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         for p in self.proxies:
             p.stop()
         self.tansu.stop()
+        if self.gate is not None:
+            self.gate.stop()
 
     @property
     def broker(self) -> str:
-        return self.tansu.address
+        """What clients would reach without the sidecars: the KIP-848 gate when there is
+        one, else tansu."""
+        return self.gate.address if self.gate is not None else self.tansu.address
 
     # The poison_support helpers take a stack with .broker and .proxy.
     @property
@@ -241,11 +263,12 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet(tmp_path_factory, group_protocol):
     import os
     if os.environ.get("PROTO_TESTS_VIA") == "direct":
         pytest.skip("PROTO_TESTS_VIA=direct: poison detection needs the proxy")
-    f = Fleet(tmp_path_factory.mktemp("poison-fleet-pods")).start()
+    f = Fleet(tmp_path_factory.mktemp(f"poison-fleet-pods-{group_protocol}"),
+              group_protocol=group_protocol).start()
     try:
         yield f
     finally:
@@ -261,7 +284,8 @@ def start_replicas(fleet: Fleet, logdir, name: str, topic: str, group: str) -> l
     apps = []
     for i, proxy in enumerate(fleet.proxies):
         spec = {**CRASH, "commit": "batch", "consume_batch": 10, "bootstrap": proxy.bootstrap,
-                "topic": topic, "group": group, "client_id": f"orders-{i}"}
+                "topic": topic, "group": group, "client_id": f"orders-{i}",
+                "group_protocol": fleet.group_protocol}
         apps.append(Supervisor(app_command("rdkafka", spec), logdir / f"{name}-{i}.log",
                                restart_delay=1.0).start())
     return apps
@@ -296,6 +320,7 @@ def test_a_fleet_of_sidecars_behaves_as_one(fleet, tmp_path_factory):
     run = run_fleet(fleet, tmp_path_factory.mktemp("fleet-apps"), "fleet", kill_sidecar=False)
     check_dlq(fleet, run.topic, run.group, run.poison, partitions=6)
     check_nothing_lost(run.produced, run.processed(), run.poison)
+    check_group_protocol(fleet, run.group)
     # Every sidecar knows every decision, whichever one made it.
     for p in fleet.proxies:
         entries = {(q["partition"], q["offset"]) for q in quarantined(p) if q["group"] == run.group}

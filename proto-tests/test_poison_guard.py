@@ -12,6 +12,10 @@ records diverted before the trip go back with the one replay command the guard n
 
 The scenarios are independent (own topic, own group) and mostly wait on group joins, so the
 module starts them all at once in threads; each test then waits for its own and checks it.
+
+The module runs once per group protocol: under KIP-848 (``group.protocol=consumer``) only
+the librdkafka scenarios run, and the replay and re-arm tests use librdkafka applications
+where the classic run uses kafka-python.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from conftest import BOTH_GROUP_PROTOCOLS
 from apps.supervisor import JS_CONSUMER, Supervisor, start_app
 from harness import quarantine_bin
-from poison_support import (Produced, Read, WatchedQuarantine, admin_call, create_topic,
-                            diagnose, end_offsets, metric_for, order_items, produce, quarantined,
-                            read_topic, stack_fixture, wait_caught_up, wait_for, watch_yaml)
+from poison_support import (Produced, Read, WatchedQuarantine, admin_call, check_group_protocol,
+                            create_topic, diagnose, end_offsets, metric_for, order_items,
+                            produce, quarantined, read_topic, skip_unless_speaks, speaks,
+                            stack_fixture, wait_caught_up, wait_for, watch_yaml)
 
 TOKEN = "qt_guard-tests"
 PARTITIONS = 2
@@ -64,10 +70,22 @@ class Outcome:
     trips_metric_after: float
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
+def side_client(stack) -> tuple[str, str]:
+    """The application the replay and re-arm tests use, and the scenario whose diversions
+    they replay: kafka-python's in the classic run, librdkafka's under KIP-848."""
+    if stack.group_protocol == "classic":
+        return "kafka-python", "kafka-python-seek"
+    return "rdkafka", "rdkafka-crash"
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, group_protocol):
     # Detection settings as in test_poison_modes (faster searches); the guard's defaults.
     yield from stack_fixture(tmp_path_factory, "poison-guard", admin_token=TOKEN,
+                             group_protocol=group_protocol,
                              watch=watch_yaml(max_deliveries=2, isolation_idle_timeout="5s"))
 
 
@@ -181,9 +199,10 @@ def run_fleet(stack, logdir) -> FleetOutcome:
 @pytest.fixture(scope="module")
 def outcomes(stack, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("poison-guard-apps")
-    with ThreadPoolExecutor(len(SCENARIOS) + 1) as pool:
+    runs = {name: s for name, s in SCENARIOS.items() if speaks(s[0], stack.group_protocol)}
+    with ThreadPoolExecutor(len(runs) + 1) as pool:
         futures = {name: pool.submit(run_scenario, stack, name, client, broken, healthy, logdir)
-                   for name, (client, broken, healthy) in SCENARIOS.items()}
+                   for name, (client, broken, healthy) in runs.items()}
         futures["fleet"] = pool.submit(run_fleet, stack, logdir)
         yield futures
 
@@ -192,9 +211,11 @@ def outcomes(stack, tmp_path_factory):
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_broken_deploy_is_paused_not_drained(stack, outcomes: dict[str, Future], name):
     client = SCENARIOS[name][0]
+    skip_unless_speaks(stack, client)
     if client == "kafkajs" and not (JS_CONSUMER.parent / "node_modules").exists():
         pytest.skip("proto-tests/js/node_modules missing: run scripts/setup.sh")
     out = outcomes[name].result(timeout=400)
+    check_group_protocol(stack, out.group)
 
     # At most the default number of diversions, and the guard says which they were.
     at = sorted((int(r.header("__quarantine.partition")), int(r.header("__quarantine.offset")))
@@ -231,7 +252,8 @@ def test_broken_deploy_is_paused_not_drained(stack, outcomes: dict[str, Future],
 
 @pytest.mark.timeout(420)
 def test_records_diverted_before_the_trip_replay_with_one_command(stack, outcomes, tmp_path):
-    out = outcomes["kafka-python-seek"].result(timeout=400)
+    client, scenario = side_client(stack)
+    out = outcomes[scenario].result(timeout=400)
     (command,) = out.guard_tripped["replay"]
     argv = shlex.split(command)
     assert argv[:3] == ["quarantine", "dlq", "replay"] and "--dry-run" in argv, command
@@ -248,7 +270,7 @@ def test_records_diverted_before_the_trip_replay_with_one_command(stack, outcome
     ends = end_offsets(out.produced, PARTITIONS)
     for _, p, o in back:
         ends[int(p)] = max(ends[int(p)], int(o) + 1)
-    app = start_app(stack, "kafka-python", tmp_path, "replayed", topic=out.topic,
+    app = start_app(stack, client, tmp_path, "replayed", topic=out.topic,
                     group=out.group, commit="each", mode="ok", **QUICK)
     try:
         wait_caught_up(stack, out.group, out.topic, ends, 120, diagnose(stack, app, token=TOKEN))
@@ -270,7 +292,8 @@ def guard_cli(stack, *args: str, token: str | None = TOKEN) -> subprocess.Comple
 def test_rearm_by_hand_through_the_cli(stack, outcomes, tmp_path):
     """An operator re-arms a tripped guard with the CLI while the deploy is still broken:
     diverting resumes, and the guard trips again after at most 3 more."""
-    out = outcomes["kafka-python-seek"].result(timeout=400)
+    client, scenario = side_client(stack)
+    out = outcomes[scenario].result(timeout=400)
     # The token guards the routes and the CLI.
     assert admin_call(stack.proxy, "GET", "/quarantine/guards")[0] == 401
     assert admin_call(stack.proxy, "POST", f"/quarantine/guards/{out.group}/rearm")[0] == 401
@@ -283,7 +306,7 @@ def test_rearm_by_hand_through_the_cli(stack, outcomes, tmp_path):
     topic = create_topic(stack.bootstrap, f"orders-guard-rearm-{uuid.uuid4().hex[:8]}", 1)
     produced = produce(stack.bootstrap, topic, order_items(1, 30))
     group = topic + ".g"
-    broken = start_app(stack, "kafka-python", tmp_path, "rearm-broken", topic=topic, group=group,
+    broken = start_app(stack, client, tmp_path, "rearm-broken", topic=topic, group=group,
                        commit="each", fail_all=True, mode="seek", **QUICK)
     tripped = lambda: metric_for(stack.proxy, "quarantine_guard_tripped", group=group) == 1
     trips = lambda: metric_for(stack.proxy, "quarantine_guard_trips_total", group=group)

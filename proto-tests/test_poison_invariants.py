@@ -9,7 +9,7 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import RDKAFKA_FAST, unique_name
+from conftest import BOTH_GROUP_PROTOCOLS, rdkafka_group_conf, unique_name
 from apps.supervisor import start_app
 from poison_support import (check_dlq, check_nothing_lost, create_topic, diagnose, end_offsets,
                             is_poison, metric_for, order_items, produce, quarantined,
@@ -19,9 +19,13 @@ from poison_support import (check_dlq, check_nothing_lost, create_topic, diagnos
 HARD_CRASH = {"session_timeout_ms": 2000, "max_poll_interval_ms": 2000, "heartbeat_ms": 500}
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "poison-defaults", watch=None)
+def stack(tmp_path_factory, group_protocol):
+    yield from stack_fixture(tmp_path_factory, "poison-defaults", watch=None,
+                             group_protocol=group_protocol)
 
 
 def check_quarantine_list(stack, group: str, topic: str, poison) -> list[dict]:
@@ -111,7 +115,7 @@ def test_other_groups_still_receive_the_record(stack, request, tmp_path):
     group_b = topic + ".b"
     c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group_b,
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  **RDKAFKA_FAST})
+                  **rdkafka_group_conf(stack.group_protocol)})
     c.subscribe([topic])
     got = {}
     deadline = time.monotonic() + 60

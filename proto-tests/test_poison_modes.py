@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from conftest import BOTH_GROUP_PROTOCOLS
 from apps.supervisor import JS_CONSUMER, Supervisor, start_app
-from poison_support import (REASONS, Produced, check_dlq, check_nothing_lost, create_topic,
-                            diagnose, end_offsets, is_poison, order_items, produce, quarantined,
-                            stack_fixture, wait_caught_up, watch_yaml)
+from poison_support import (REASONS, Produced, check_dlq, check_group_protocol,
+                            check_nothing_lost, create_topic, diagnose, end_offsets, is_poison, order_items, produce, quarantined,
+                            skip_unless_speaks, speaks, stack_fixture, wait_caught_up,
+                            watch_yaml)
 
 MAX_DELIVERIES = 2
 HARD_CRASH = {"session_timeout_ms": 2000, "max_poll_interval_ms": 2000, "heartbeat_ms": 500}
@@ -54,9 +56,12 @@ class Outcome:
     app: Supervisor
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "poison-modes",
+def stack(tmp_path_factory, group_protocol):
+    yield from stack_fixture(tmp_path_factory, "poison-modes", group_protocol=group_protocol,
                              watch=watch_yaml(max_deliveries=MAX_DELIVERIES,
                                               isolation_idle_timeout="5s"))
 
@@ -79,9 +84,10 @@ def run_scenario(stack, name: str, client: str, spec: dict, logdir) -> Outcome:
 @pytest.fixture(scope="module")
 def outcomes(stack, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("poison-modes-apps")
-    with ThreadPoolExecutor(len(SCENARIOS)) as pool:
+    runs = {name: s for name, s in SCENARIOS.items() if speaks(s[0], stack.group_protocol)}
+    with ThreadPoolExecutor(len(runs)) as pool:
         futures = {name: pool.submit(run_scenario, stack, name, client, spec, logdir)
-                   for name, (client, spec, _) in SCENARIOS.items()}
+                   for name, (client, spec, _) in runs.items()}
         yield futures
 
 
@@ -89,11 +95,13 @@ def outcomes(stack, tmp_path_factory):
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_failure_mode_is_unblocked(stack, outcomes: dict[str, Future], name):
     client, _, reasons = SCENARIOS[name]
+    skip_unless_speaks(stack, client)
     if client == "kafkajs" and not (JS_CONSUMER.parent / "node_modules").exists():
         pytest.skip("proto-tests/js/node_modules missing: run scripts/setup.sh")
     out = outcomes[name].result(timeout=280)
     check_dlq(stack, out.topic, out.group, out.poison, reasons, partitions=2)
     check_nothing_lost(out.produced, out.app.processed(), out.poison)
+    check_group_protocol(stack, out.group)
     assert out.app.poison_seen(), "the app never met the poison record"
     (entry,) = [q for q in quarantined(stack.proxy) if q["group"] == out.group]
     assert (entry["topic"], entry["partition"], entry["offset"]) == (

@@ -16,17 +16,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from conftest import BOTH_GROUP_PROTOCOLS
 from apps.supervisor import Supervisor, start_app
-from poison_support import (check_nothing_lost, create_topic, diagnose, end_offsets, metric_for,
-                            order_items, partition_count, produce, quarantined, stack_fixture,
+from poison_support import (check_group_protocol, check_nothing_lost, create_topic, diagnose,
+                            end_offsets, metric_for, order_items, partition_count, produce,
+                            quarantined, skip_unless_speaks, speaks, stack_fixture,
                             wait_caught_up, wait_for, watch_yaml)
 
 QUICK = {"session_timeout_ms": 3000, "max_poll_interval_ms": 3000}
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "poison-healthy",
+def stack(tmp_path_factory, group_protocol):
+    yield from stack_fixture(tmp_path_factory, "poison-healthy", group_protocol=group_protocol,
                              watch=watch_yaml(max_deliveries=3, stall_timeout="3s",
                                               isolation_idle_timeout="5s"))
 
@@ -137,21 +142,27 @@ def few_seek_backs(stack, logdir):
 SCENARIOS = {"slow-consumer": slow_consumer, "idle-long-polls": idle_long_polls,
              "rebalances": rebalances, "clean-restarts": clean_restarts,
              "few-seek-backs": few_seek_backs}
+CLIENT = {"slow-consumer": "kafka-python"}
+"""The client of each scenario that is not librdkafka."""
 
 
 @pytest.fixture(scope="module")
 def outcomes(stack, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("poison-healthy-apps")
-    with ThreadPoolExecutor(len(SCENARIOS)) as pool:
-        yield {name: pool.submit(fn, stack, logdir) for name, fn in SCENARIOS.items()}
+    runs = {name: fn for name, fn in SCENARIOS.items()
+            if speaks(CLIENT.get(name, "rdkafka"), stack.group_protocol)}
+    with ThreadPoolExecutor(len(runs)) as pool:
+        yield {name: pool.submit(fn, stack, logdir) for name, fn in runs.items()}
 
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_healthy_consumer_is_never_diverted(stack, outcomes, name):
+    skip_unless_speaks(stack, CLIENT.get(name, "rdkafka"))
     topic, produced, apps = outcomes[name].result(timeout=220)
     processed = set().union(*(app.processed() for app in apps))
     check_nothing_lost(produced, processed, [])
     assert partition_count(stack.broker, f"{topic}.dlq") is None, "a DLQ topic was created"
     assert [q for q in quarantined(stack.proxy) if q["topic"] == topic] == []
     assert metric_for(stack.proxy, "quarantine_records_diverted_total", topic=topic) == 0
+    check_group_protocol(stack, f"{topic}.g")

@@ -8,25 +8,29 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import RDKAFKA_FAST, unique_name
+from conftest import BOTH_GROUP_PROTOCOLS, rdkafka_group_conf, unique_name
 from apps.supervisor import start_app
-from poison_support import (Offsets, check_dlq, check_nothing_lost, create_topic, diagnose,
-                            end_offsets, is_poison, order_items, produce, quarantined,
+from poison_support import (Offsets, check_dlq, check_group_protocol, check_nothing_lost,
+                            create_topic, diagnose, end_offsets, is_poison, order_items, produce, quarantined,
                             stack_fixture, wait_caught_up, wait_for, watch_yaml)
 
 
+GROUP_PROTOCOLS = BOTH_GROUP_PROTOCOLS
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    yield from stack_fixture(tmp_path_factory, "poison-restart",
+def stack(tmp_path_factory, group_protocol):
+    yield from stack_fixture(tmp_path_factory, "poison-restart", group_protocol=group_protocol,
                              watch=watch_yaml(max_deliveries=2, isolation_idle_timeout="5s"))
 
 
-def read_as_group(bootstrap: str, topic: str, group: str, count: int,
+def read_as_group(bootstrap: str, topic: str, group: str, count: int, group_protocol: str,
                   timeout: float = 60) -> dict[tuple[int, int], bytes]:
     """Subscribes as ``group`` and returns (partition, offset) -> value of ``count``
     records, plus any that come in a short while after."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, **RDKAFKA_FAST})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  **rdkafka_group_conf(group_protocol)})
     c.subscribe([topic])
     got: dict[tuple[int, int], bytes] = {}
     deadline = time.monotonic() + timeout
@@ -69,6 +73,7 @@ def test_quarantine_survives_kill_9(stack, request, tmp_path):
     # the first one again, and nothing else.
     check_dlq(stack, topic, group, poison, partitions=2)
     check_nothing_lost(produced, app.processed(), poison)
+    check_group_protocol(stack, group)
     hidden = {(q["topic"], q["partition"], q["offset"]) for q in quarantined(stack.proxy)
               if q["group"] == group}
     assert hidden == {(topic, p.partition, p.offset) for p in poison}
@@ -83,7 +88,7 @@ def test_quarantine_survives_kill_9(stack, request, tmp_path):
     finally:
         offsets.close()
     good = {r.at: r.value for r in produced if not is_poison(r.value)}
-    got = read_as_group(stack.bootstrap, topic, group, len(good))
+    got = read_as_group(stack.bootstrap, topic, group, len(good), stack.group_protocol)
     reappeared = sorted(set(got) & {p.at for p in poison})
     assert not reappeared, f"quarantined records reappeared to {group} after restart: {reappeared}"
     assert got == good

@@ -68,6 +68,8 @@ conf = {
     "max.poll.interval.ms": spec.get("max_poll_interval_ms", 60000),
     "topic.metadata.refresh.interval.ms": 5000,
 }
+if spec.get("debug"):
+    conf["debug"] = spec["debug"]  # librdkafka debug contexts, to the app's log
 if spec.get("instance_id"):
     conf["group.instance.id"] = spec["instance_id"]  # static membership
 if spec.get("group_protocol", "classic") == "consumer":

@@ -39,8 +39,10 @@ def app_command(client: str, spec: dict) -> list[str]:
 
 def start_app(stack, client: str, logdir: Path, name: str, **spec) -> "Supervisor":
     """Starts an application through ``stack``'s proxy, supervised; its stderr goes to
-    ``logdir/<name>.log``."""
+    ``logdir/<name>.log``. A librdkafka application joins with the stack's group protocol."""
     spec.setdefault("bootstrap", stack.bootstrap)
+    if client == "rdkafka":
+        spec.setdefault("group_protocol", getattr(stack, "group_protocol", "classic"))
     return Supervisor(app_command(client, spec), logdir / f"{name}.log").start()
 
 
