@@ -7,6 +7,8 @@ sidecar, with the detection defaults (``max_deliveries: 3``, fast failover on un
 
 - failure mode x client: ``crash`` with librdkafka (``consume(num_messages=10)``, one
   commit per batch, ``os._exit`` on a bad record, restarted by a supervisor after 1 s),
+  the same as a KIP-848 member (``crash-rdkafka-kip848``: ``group.protocol=consumer``,
+  tansu behind the test KIP-848 gate, whose session timeout is ``--session-ms``),
   ``seek`` with kafka-python (commit per record, seek back to the bad record, retry
   after 100 ms), ``crash`` with kafkajs (commit per record);
 - poison partitions: 1 or 3 of 6 (one bad record each, in the middle of a 125-record
@@ -40,7 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "proto-tests"))
 
 from apps.supervisor import Supervisor, app_command  # noqa: E402
-from harness import Tansu, free_port  # noqa: E402
+from harness import Tansu, free_port, kip848_gate_for  # noqa: E402
 from poison_support import (Offsets, WatchedQuarantine, create_topic, end_offsets,  # noqa: E402
                             is_poison, order_items, produce, read_topic)
 
@@ -52,6 +54,9 @@ BATCHES = {"batch.num.messages": 125, "linger.ms": 100}
 CLIENTS = {
     "crash-rdkafka": ("rdkafka", {"mode": "crash", "commit": "batch", "consume_batch": 10},
                       "lz4"),
+    "crash-rdkafka-kip848": ("rdkafka", {"mode": "crash", "commit": "batch",
+                                         "consume_batch": 10, "group_protocol": "consumer"},
+                             "lz4"),
     "seek-kafka-python": ("kafka-python", {"mode": "seek", "commit": "each"}, "lz4"),
     # kafkajs reads no lz4 without an extra codec.
     "crash-kafkajs": ("kafkajs", {"mode": "crash", "commit": "each"}, "gzip"),
@@ -63,9 +68,13 @@ def run(workdir: Path, scenario: str, poisons: int, sidecars: int, failover: boo
     client, spec, codec = CLIENTS[scenario]
     tansu = Tansu(port=free_port(), workdir=workdir / "tansu")
     (workdir / "tansu").mkdir(parents=True)
+    gate = kip848_gate_for(tansu, spec.get("group_protocol", "classic"))
+    if gate is not None:
+        gate.session_timeout_ms = session_ms
+    broker = gate.address if gate is not None else tansu.address
     watch = ("watch:\n  enabled: true\n"
              f"  fast_failover: {{enabled: {'true' if failover else 'false'}}}\n")
-    proxies = [WatchedQuarantine(upstream=tansu.address, profile=profile,
+    proxies = [WatchedQuarantine(upstream=broker, profile=profile,
                                  extra_yaml=watch + f"  instance: pod-{i}\n",
                                  workdir=workdir / f"q{i}") for i in range(sidecars)]
     for p in proxies:
@@ -89,7 +98,7 @@ def run(workdir: Path, scenario: str, poisons: int, sidecars: int, failover: boo
                  "heartbeat_ms": 1000, "max_poll_interval_ms": 30000}
             apps.append(Supervisor(app_command(client, s), workdir / f"app{i}.log",
                                    restart_delay=1.0).start())
-        offsets = Offsets(tansu.address, group)
+        offsets = Offsets(broker, group)
         done = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -101,7 +110,7 @@ def run(workdir: Path, scenario: str, poisons: int, sidecars: int, failover: boo
         offsets.close()
         for a in apps:
             a.stop()
-        letters = read_topic(tansu.address, f"{topic}.dlq", at_least=0, settle=1.0)
+        letters = read_topic(broker, f"{topic}.dlq", at_least=0, settle=1.0)
         bad = {r.at for r in produced if is_poison(r.value)}
         in_dlq = {(int(r.header("__quarantine.partition")), int(r.header("__quarantine.offset")))
                   for r in letters}
@@ -142,6 +151,8 @@ def run(workdir: Path, scenario: str, poisons: int, sidecars: int, failover: boo
         for p in proxies:
             p.stop()
         tansu.stop()
+        if gate is not None:
+            gate.stop()
 
 
 def med_max(v: list[float]) -> str:

@@ -384,6 +384,9 @@ impl Detector {
         if !self.ensure_key(key, *cfg, now) {
             return DeliveryDecision::pass();
         }
+        if let Some(state) = self.keys.get_mut(key) {
+            state.fetched_at = Some(now);
+        }
         if visible.is_some() && self.probe_holds(key, cfg, now) {
             if let Some(state) = self.keys.get_mut(key) {
                 state.last_seen = now;
@@ -441,7 +444,10 @@ impl Detector {
 
     /// Whether `key` must be held back for another partition's probe. Starts the next
     /// probe when none is under way: the least recently probed partition whose search
-    /// is down to one record.
+    /// is down to one record and whose consumer fetches through this sidecar. (A search
+    /// taken over from the state topic whose partition is consumed through another
+    /// sidecar is probed there: holding this sidecar's partitions for it would only
+    /// starve them, probe after probe.)
     fn probe_holds(&mut self, key: &PartitionKey, cfg: &DetectConfig, now: Instant) -> bool {
         let group = key.group.as_str();
         if let Some(p) = self.probes.get(group) {
@@ -465,6 +471,12 @@ impl Detector {
                 .iter()
                 .filter_map(|k| {
                     let s = self.keys.get(k)?;
+                    let fetched_here = s
+                        .fetched_at
+                        .is_some_and(|t| now.saturating_duration_since(t) <= cfg.probe_timeout);
+                    if !fetched_here {
+                        return None;
+                    }
                     let iso = s.isolation.as_ref()?;
                     Some((s.last_probe, k, iso.probe_record()?, iso.failures()))
                 })

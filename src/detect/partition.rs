@@ -71,6 +71,9 @@ pub(crate) struct PartitionState {
     pub dirty: bool,
     /// When this partition's candidate was last probed alone.
     pub last_probe: Option<Instant>,
+    /// Latest fetch of the partition through this sidecar (a search taken over from
+    /// another sidecar has none until its consumer fetches here).
+    pub fetched_at: Option<Instant>,
     conns: Vec<ConnSeen>,
     history: VecDeque<Delivered>,
     /// Start of the stall clock: the commit moved, a re-delivery was counted, or records
@@ -103,6 +106,7 @@ impl PartitionState {
             version: 0,
             dirty: false,
             last_probe: None,
+            fetched_at: None,
             conns: Vec::new(),
             history: VecDeque::new(),
             progress_at: now,

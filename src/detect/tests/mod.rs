@@ -493,6 +493,35 @@ fn a_restored_search_catches_up_with_a_client_ahead_of_it() {
     );
 }
 
+/// Two sidecars, one per replica: a search on a partition consumed through the other
+/// sidecar holds nothing here. Once that partition is fetched here, its probe holds this
+/// sidecar's other partitions of the group as usual.
+#[test]
+fn a_probe_holds_only_where_its_partition_is_consumed() {
+    let mut a = H::new(DetectConfig::default());
+    a.isolate_0_to_99();
+    let (probed, search) = a.det.take_changed_searches().pop().expect("shared");
+    let mut b = H::new(DetectConfig::default());
+    assert!(b.det.adopt(&probed, &search, "pod-a", "pod-b", b.at(0)));
+    let other = PartitionKey::new("orders-svc", "order.confirmed", 1);
+    let visible = Some(Visible { first: 0, last: 9 });
+    let cfg = b.cfg;
+    let d = b
+        .det
+        .delivery(&cfg, &other, 0, visible, ConnId(5), b.at(100));
+    assert_eq!(
+        d,
+        DeliveryDecision::pass(),
+        "held for a probe of a partition not fetched here"
+    );
+    // The probed partition's consumer now fetches through this sidecar.
+    b.fetch(200, 6, 0, 0, 99);
+    let d = b
+        .det
+        .delivery(&cfg, &other, 10, visible, ConnId(5), b.at(300));
+    assert_eq!((d.action, d.hold), (Action::Withhold, Some(Hold::Probe)));
+}
+
 #[test]
 fn memory_is_bounded() {
     let limits = DetectorLimits {
