@@ -107,7 +107,7 @@ def kafka4_baseline(request):
     Kafka 4.x no longer speaks."""
     yield
     for name in ("stack", "fleet"):
-        gate = getattr(request.node.funcargs.get(name), "gate", None)
+        gate = getattr(request.node.funcargs.get(name), "kip848", None)
         if gate is not None and gate.refused:
             pytest.fail(f"requests below the Kafka 4.x baseline: {dict(gate.refused)}")
 

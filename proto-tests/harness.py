@@ -339,7 +339,7 @@ class Stack:
 
     ``bootstrap`` is what clients use. ``via=direct`` (or ``PROTO_TESTS_VIA=direct``) points
     clients at the broker itself, to tell a proxy bug from a broker bug. With
-    ``group_protocol="consumer"`` the broker is tansu behind the KIP-848 gate.
+    ``group_protocol="consumer"`` the broker is tansu behind the KIP-848 gate (``kip848``).
     """
 
     def __init__(self, via: str | None = None, workdir: Path | None = None,
@@ -350,7 +350,7 @@ class Stack:
         (self.workdir / "quarantine").mkdir(parents=True, exist_ok=True)
         self.tansu = Tansu(port=free_port(), workdir=self.workdir / "tansu")
         self.group_protocol = group_protocol
-        self.gate = kip848_gate_for(self.tansu, group_protocol)
+        self.kip848 = kip848_gate_for(self.tansu, group_protocol)
         self.proxy: Quarantine | None = None
         quarantine_args.setdefault("workdir", self.workdir / "quarantine")
         self._quarantine_args = quarantine_args
@@ -370,11 +370,11 @@ class Stack:
     def broker(self) -> str:
         """The broker as clients would reach it without the proxy (the KIP-848 gate when
         there is one: to clients, it is the broker)."""
-        return self.gate.address if self.gate is not None else self.tansu.address
+        return self.kip848.address if self.kip848 is not None else self.tansu.address
 
     @property
     def broker_port(self) -> int:
-        return self.gate.port if self.gate is not None else self.tansu.port
+        return self.kip848.port if self.kip848 is not None else self.tansu.port
 
     @property
     def bootstrap(self) -> str:
@@ -388,14 +388,14 @@ class Stack:
         if self.proxy:
             self.proxy.stop()
         self.tansu.stop()
-        if self.gate is not None:
-            self.gate.stop()
+        if self.kip848 is not None:
+            self.kip848.stop()
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tails(self) -> str:
-        out = f"--- kip848 gate ---\n{self.gate.summary()}\n" if self.gate else ""
+        out = f"--- kip848 gate ---\n{self.kip848.summary()}\n" if self.kip848 else ""
         out += f"--- tansu log ---\n{_tail(self.tansu.log_path)}\n"
         if self.proxy:
             out += f"--- quarantine log ---\n{_tail(self.proxy.log_path, 60)}\n"

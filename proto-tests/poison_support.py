@@ -177,7 +177,7 @@ def check_group_protocol(stack, group: str) -> None:
     member that fell back to the classic protocol would have gone to the broker); and no
     one (clients, the proxy's own connections) sent a request of a version Kafka 4.x no
     longer speaks."""
-    gate = getattr(stack, "gate", None)
+    gate = getattr(stack, "kip848", None)
     if gate is not None:
         assert any(g == group and "join" in e for g, _m, e in gate.events), (
             f"{group} never joined through ConsumerGroupHeartbeat")

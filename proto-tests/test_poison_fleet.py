@@ -208,7 +208,7 @@ class Fleet:
         self.workdir = workdir
         self.group_protocol = group_protocol
         self.tansu = Tansu(port=free_port(), workdir=workdir / "tansu")
-        self.gate = kip848_gate_for(self.tansu, group_protocol)
+        self.kip848 = kip848_gate_for(self.tansu, group_protocol)
         self.proxies = [WatchedQuarantine(upstream=self.broker,
                                           extra_yaml=watch_yaml() + f"  instance: pod-{i}\n",
                                           workdir=workdir / f"quarantine-{i}")
@@ -231,14 +231,14 @@ class Fleet:
         for p in self.proxies:
             p.stop()
         self.tansu.stop()
-        if self.gate is not None:
-            self.gate.stop()
+        if self.kip848 is not None:
+            self.kip848.stop()
 
     @property
     def broker(self) -> str:
         """What clients would reach without the sidecars: the KIP-848 gate when there is
         one, else tansu."""
-        return self.gate.address if self.gate is not None else self.tansu.address
+        return self.kip848.address if self.kip848 is not None else self.tansu.address
 
     # The poison_support helpers take a stack with .broker and .proxy.
     @property
